@@ -1,0 +1,1 @@
+"""Context, diagnostics and source handling shared by the harden tools."""

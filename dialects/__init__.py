@@ -1,0 +1,1 @@
+"""The harden dialect: op definitions, verifiers, builders and ternary packing."""

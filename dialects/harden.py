@@ -1,0 +1,250 @@
+"""The `harden` dialect, defined at run time on torch-mlir's MLIR bindings.
+
+The ops are declared with `torch_mlir.dialects.ext` (which emits IRDL and loads it), so
+they parse and print in MLIR's generic form, e.g.
+
+    %q, %k, %v = "harden.fused_qkv"(%x, %w) {q_size = 64 : i64, k_size = 32 : i64,
+        v_size = 32 : i64, operandSegmentSizes = array<i32: 1, 1, 0>} : (...) -> (...)
+
+IRDL checks operand and result counts and attribute kinds; the checks that need shapes
+(packed sizes, scale shapes, q+k+v sizes) are the Python `verify_invariants` below. They
+report a failure as an error diagnostic at the op, which MLIR's verifier turns into a
+failed verification, never a Python exception.
+
+Operands and results are tensors: `!torch.vtensor` on the graphs the passes rewrite, or
+builtin tensors; the verifiers accept both.
+"""
+
+# No `from __future__ import annotations`: dialects.ext reads the op fields' annotations
+# as live objects.
+from typing import Any
+
+from torch_mlir import ir
+from torch_mlir.dialects import ext
+
+from harden.core.tensor_types import TensorInfo, tensor_info
+from harden.dialects.ternary_pack import SCALE_KINDS, packed_columns, scale_shape
+
+
+class Harden(ext.Dialect, name="harden"):
+    """Ops of hardened Llama graphs: fused projections and ternary weights."""
+
+
+def _i64(value: int) -> ir.IntegerAttr:
+    return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), int(value))
+
+
+def _shape_str(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _check_last_dim(what: str, info: TensorInfo | None, expected: int) -> str | None:
+    if info is None or info.rank == 0:
+        return f"{what} must be a ranked tensor"
+    last = info.shape[-1]
+    if last is not None and last != expected:
+        return f"{what} has last dimension {last}, expected {expected}"
+    return None
+
+
+def _check_shape(what: str, info: TensorInfo | None, expected: tuple[int, ...]) -> str | None:
+    if info is None:
+        return f"{what} must be a ranked tensor"
+    if len(info.shape) != len(expected) or any(
+        d is not None and d != e for d, e in zip(info.shape, expected)
+    ):
+        return f"{what} has shape {_shape_str(info.shape)}, expected {_shape_str(expected)}"
+    return None
+
+
+def _check_rows_match(input_info: TensorInfo, result_info: TensorInfo, what: str) -> str | None:
+    """Leading (batch, sequence) dimensions pass through a linear unchanged."""
+    if result_info.rank != input_info.rank:
+        return f"{what} has rank {result_info.rank}, expected {input_info.rank} like the input"
+    for d_in, d_out in zip(input_info.shape[:-1], result_info.shape[:-1]):
+        if d_in is not None and d_out is not None and d_in != d_out:
+            return (
+                f"{what} has leading dimensions {_shape_str(result_info.shape[:-1])}, "
+                f"expected {_shape_str(input_info.shape[:-1])} like the input"
+            )
+    return None
+
+
+def _first_error(*checks) -> str | None:
+    """Runs checks (callables returning an error string or None) and stops at the first error."""
+    for check in checks:
+        error = check()
+        if error:
+            return error
+    return None
+
+
+def _attribute_error(op: ir.OpView, ints: tuple[str, ...], strings: tuple[str, ...] = ()) -> str | None:
+    """The Python verifier may run before IRDL's own checks: make sure attributes exist."""
+    attrs = op.operation.attributes
+    for name in ints + strings:
+        if name not in attrs:
+            return f"attribute '{name}' is required"
+        kind = ir.IntegerAttr if name in ints else ir.StringAttr
+        if not isinstance(attrs[name].maybe_downcast(), kind):
+            return f"attribute '{name}' must be {'an integer' if name in ints else 'a string'}"
+    return None
+
+
+def _report(op: ir.OpView, error: str | None) -> bool:
+    if error:
+        op.location.emit_error(f"'{op.OPERATION_NAME}' op {error}")
+        return False
+    return True
+
+
+class FusedQKVOp(Harden.Operation, name="fused_qkv"):
+    """q, k, v = x @ W^T (+ b) split along the output features into q_size, k_size, v_size.
+
+    `weight` is [q_size + k_size + v_size, in_features] (the q, k and v weights stacked),
+    `bias` (optional) is [q_size + k_size + v_size].
+    """
+
+    input: ext.Operand[Any]
+    weight: ext.Operand[Any]
+    q_size: ir.IntegerAttr
+    k_size: ir.IntegerAttr
+    v_size: ir.IntegerAttr
+    q: ext.Result[Any]
+    k: ext.Result[Any]
+    v: ext.Result[Any]
+    bias: ext.Operand[Any] | None = None
+
+    def verify_invariants(self) -> bool:
+        return _report(self, self._error())
+
+    def _error(self) -> str | None:
+        missing = _attribute_error(self, ("q_size", "k_size", "v_size"))
+        if missing:
+            return missing
+        sizes = [self.q_size.value, self.k_size.value, self.v_size.value]
+        if min(sizes) <= 0:
+            return f"q/k/v sizes must be positive, got {sizes}"
+        total = sum(sizes)
+        x = tensor_info(self.input.type)
+        w = tensor_info(self.weight.type)
+        if x is None or x.rank == 0 or x.shape[-1] is None:
+            return "input must be a ranked tensor with a static last dimension"
+        in_features = x.shape[-1]
+        checks = [lambda: _check_shape("weight", w, (total, in_features))]
+        if self.bias is not None:
+            checks.append(lambda: _check_shape("bias", tensor_info(self.bias.type), (total,)))
+        for name, result, size in zip("qkv", (self.q, self.k, self.v), sizes):
+            info = tensor_info(result.type)
+            checks.append(lambda name=name, info=info, size=size: _check_last_dim(f"result {name}", info, size))
+            checks.append(lambda name=name, info=info: _check_rows_match(x, info, f"result {name}"))
+        return _first_error(*checks)
+
+
+class TernaryLinearOp(Harden.Operation, name="ternary_linear"):
+    """y = x @ W^T (+ b) with W = sum over planes p of scales[p] * T[p], T in {-1, 0, +1}.
+
+    `weight` holds the 2-bit codes of T packed four per byte: i8 [planes, out_features,
+    ceil(in_features / 4)]; `scales` is f32 [planes, 1, 1] (scale_kind "tensor"),
+    [planes, out_features, 1] ("channel") or [planes, out_features, ceil(in_features /
+    group_size)] ("group"). The byte and code layout is documented in ternary_pack.py.
+    For "tensor" and "channel" scales group_size equals in_features.
+    """
+
+    input: ext.Operand[Any]
+    weight: ext.Operand[Any]
+    scales: ext.Operand[Any]
+    in_features: ir.IntegerAttr
+    out_features: ir.IntegerAttr
+    group_size: ir.IntegerAttr
+    planes: ir.IntegerAttr
+    scale_kind: ir.StringAttr
+    output: ext.Result[Any]
+    bias: ext.Operand[Any] | None = None
+
+    def verify_invariants(self) -> bool:
+        return _report(self, self._error())
+
+    def _error(self) -> str | None:
+        missing = _attribute_error(
+            self, ("in_features", "out_features", "group_size", "planes"), ("scale_kind",)
+        )
+        if missing:
+            return missing
+        in_f, out_f = self.in_features.value, self.out_features.value
+        group, planes, kind = self.group_size.value, self.planes.value, self.scale_kind.value
+        if in_f <= 0 or out_f <= 0:
+            return f"in_features and out_features must be positive, got {in_f} and {out_f}"
+        if planes not in (1, 2):
+            return f"planes must be 1 or 2, got {planes}"
+        if kind not in SCALE_KINDS:
+            return f"scale_kind must be one of {', '.join(SCALE_KINDS)}, got '{kind}'"
+        if group <= 0 or group > in_f:
+            return f"group_size must be in [1, in_features = {in_f}], got {group}"
+        if kind != "group" and group != in_f:
+            return f"group_size must equal in_features ({in_f}) for scale_kind '{kind}', got {group}"
+        x = tensor_info(self.input.type)
+        w = tensor_info(self.weight.type)
+        s = tensor_info(self.scales.type)
+        y = tensor_info(self.output.type)
+
+        def weight_dtype():
+            if w is not None and w.storage_dtype != "i8":
+                return f"weight must hold i8 packed codes, got element type {w.dtype}"
+            return None
+
+        def scales_dtype():
+            if s is not None and s.dtype != "f32":
+                return f"scales must be f32, got element type {s.dtype}"
+            return None
+
+        checks = [
+            lambda: _check_last_dim("input", x, in_f),
+            lambda: _check_shape("packed weight", w, (planes, out_f, packed_columns(in_f))),
+            weight_dtype,
+            lambda: _check_shape(f"scales ({kind})", s, scale_shape(kind, planes, out_f, in_f, group)),
+            scales_dtype,
+            lambda: _check_last_dim("result", y, out_f),
+            lambda: _check_rows_match(x, y, "result"),
+        ]
+        if self.bias is not None:
+            checks.append(lambda: _check_shape("bias", tensor_info(self.bias.type), (out_f,)))
+        return _first_error(*checks)
+
+
+def build_fused_qkv(x, weight, sizes, result_types, bias=None, loc=None, ip=None) -> FusedQKVOp:
+    """Creates a `harden.fused_qkv`; sizes = (q_size, k_size, v_size)."""
+    q, k, v = (_i64(s) for s in sizes)
+    return FusedQKVOp(x, weight, q, k, v, *result_types, bias=bias, loc=loc, ip=ip)
+
+
+def build_ternary_linear(
+    x,
+    packed,
+    scales,
+    *,
+    in_features: int,
+    out_features: int,
+    group_size: int,
+    planes: int,
+    scale_kind: str,
+    result_type,
+    bias=None,
+    loc=None,
+    ip=None,
+) -> TernaryLinearOp:
+    """Creates a `harden.ternary_linear` from packed codes and scales (already values in the IR)."""
+    return TernaryLinearOp(
+        x,
+        packed,
+        scales,
+        _i64(in_features),
+        _i64(out_features),
+        _i64(group_size),
+        _i64(planes),
+        ir.StringAttr.get(scale_kind),
+        result_type,
+        bias=bias,
+        loc=loc,
+        ip=ip,
+    )

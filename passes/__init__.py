@@ -1,0 +1,8 @@
+"""harden's passes, one file each, and the registry every tool reads."""
+
+from harden.passes.base import Pass
+from harden.passes.fuse_qkv import FuseQKV
+
+PASS_CLASSES: list[type[Pass]] = [FuseQKV]
+
+PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in PASS_CLASSES}

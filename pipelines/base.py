@@ -1,0 +1,16 @@
+"""What a named pipeline is: typed options (like a pass) that expand to ordered steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harden.passes.base import Configurable, Pass
+
+
+@dataclass
+class Pipeline(Configurable):
+    """A named, ordered list of passes; its options are passed through to them."""
+
+    def steps(self) -> list[Pass | str]:
+        """Harden pass objects and upstream pipeline text, in order."""
+        raise NotImplementedError

@@ -1,0 +1,9 @@
+func.func @fine() {
+  return
+}
+
+// -----
+
+func.func @broken() {
+  retur
+}

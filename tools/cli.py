@@ -1,0 +1,72 @@
+"""What every harden command line shares: one-line errors, safe output files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line `tool: error: message`, then exit `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors and a chosen exit code."""
+
+    def __init__(self, *args, usage_exit_code: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.usage_exit_code = usage_exit_code
+
+    def error(self, message: str):
+        raise CommandError(message, self.usage_exit_code)
+
+
+def run_command(tool: str, body) -> int:
+    """Runs `body()`; a CommandError becomes one line on stderr and its exit code."""
+    try:
+        return body() or 0
+    except CommandError as e:
+        print(f"{tool}: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print(f"{tool}: interrupted", file=sys.stderr)
+        return 130
+
+
+def check_not_input(output: str | None, inputs: list[str]) -> None:
+    """Refuses an output path that is one of the inputs (never overwrite an input)."""
+    if not output or output == "-":
+        return
+    out = Path(output).resolve()
+    for path in inputs:
+        if path != "-" and Path(path).exists() and Path(path).resolve() == out:
+            raise CommandError(f"output '{output}' is the input file; refusing to overwrite it")
+
+
+def write_output(path: str, data: str | bytes) -> None:
+    """Writes `data` to stdout (`-`) or atomically to a file: readers never see a partial file."""
+    if path == "-":
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    if not target.parent.exists():
+        raise CommandError(f"cannot write '{path}': directory '{target.parent}' does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
