@@ -36,6 +36,10 @@ _NUMPY_DTYPE = {
     "i1": np.bool_,
 }
 
+# Discardable attribute naming a weight constant (e.g. "layers.0.attention.wq.weight"):
+# it survives printing and parsing, unlike locations, so layer names reach every pass.
+WEIGHT_NAME = "harden.name"
+
 # One blob per line inside the builtin resources: `name: "0x<4-byte alignment><data>"`.
 _RESOURCE_BLOB = re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[\w.$\-]+)\s*:\s*"0x([0-9A-Fa-f]*)"', re.M)
 _RESOURCE_NAME = re.compile(r"dense_resource<([^>]+)>")
@@ -81,13 +85,27 @@ class WeightStore:
         data = bytes.fromhex(blob[8:])  # the first 4 bytes give the blob's alignment
         return np.frombuffer(data, dtype).reshape(info.shape).copy()
 
-    def literal(self, array: np.ndarray, torch_dtype: str, loc=None, ip=None) -> ir.Value:
-        """A new `torch.vtensor.literal` holding `array` inline (torch dtype like f32 or si8)."""
+    def literal(self, array: np.ndarray, torch_dtype: str, name: str | None = None) -> ir.Value:
+        """A new `torch.vtensor.literal` holding `array` inline (torch dtype like f32 or si8),
+        at the current insertion point, tagged with the weight `name` if given."""
         signless = not torch_dtype.startswith(("si", "ui"))
         attr = ir.DenseElementsAttr.get(np.ascontiguousarray(array), signless=signless)
-        return torch_d.ValueTensorLiteralOp(
-            attr, results=[vtensor_type(array.shape, torch_dtype)], loc=loc, ip=ip
-        ).result
+        op = torch_d.ValueTensorLiteralOp(attr, results=[vtensor_type(array.shape, torch_dtype)])
+        if name:
+            op.operation.attributes[WEIGHT_NAME] = ir.StringAttr.get(name)
+        return op.result
+
+    def name_of(self, value: ir.Value) -> str | None:
+        """The weight name a constant carries (`harden.name`, set by harden-import), if any."""
+        op = defining_op(value)
+        if op is None:
+            return None
+        attrs = op.operation.attributes
+        if WEIGHT_NAME in attrs:
+            return attrs[WEIGHT_NAME].maybe_downcast().value
+        if op.operation.name == "harden.param":
+            return attrs["param_name"].maybe_downcast().value
+        return None
 
 
 def _splat_scalar(dense: ir.DenseElementsAttr):

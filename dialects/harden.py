@@ -212,10 +212,40 @@ class TernaryLinearOp(Harden.Operation, name="ternary_linear"):
         return _first_error(*checks)
 
 
+class ParamOp(Harden.Operation, name="param"):
+    """A weight kept outside the IR: tensor `name` of the module's parameter file.
+
+    Large models keep their weights in a safetensors file beside the MLIR (named by the
+    module attribute `harden.params`), so the IR stays small; passes read and write the
+    tensors through the weight store, and the lowering turns each one into an IREE
+    parameter (`#stream.parameter.named`).
+    """
+
+    param_name: ir.StringAttr
+    result: ext.Result[Any]
+
+    def verify_invariants(self) -> bool:
+        return _report(self, self._error())
+
+    def _error(self) -> str | None:
+        missing = _attribute_error(self, (), ("param_name",))
+        if missing:
+            return missing
+        info = tensor_info(self.result.type)
+        if info is None or info.num_elements() is None:
+            return "result must be a tensor of static shape"
+        return None
+
+
 def build_fused_qkv(x, weight, sizes, result_types, bias=None, loc=None, ip=None) -> FusedQKVOp:
     """Creates a `harden.fused_qkv`; sizes = (q_size, k_size, v_size)."""
     q, k, v = (_i64(s) for s in sizes)
     return FusedQKVOp(x, weight, q, k, v, *result_types, bias=bias, loc=loc, ip=ip)
+
+
+def build_param(param_name: str, result_type, loc=None, ip=None) -> ParamOp:
+    """Creates a `harden.param` reading tensor `param_name` of the parameter file."""
+    return ParamOp(ir.StringAttr.get(param_name), result_type, loc=loc, ip=ip)
 
 
 def build_ternary_linear(

@@ -2,7 +2,13 @@
 
 from harden.passes.base import Pass
 from harden.passes.fuse_qkv import FuseQKV
+from harden.passes.lower_harden import LowerHardenOps
+from harden.passes.ternarize import Ternarize
 
-PASS_CLASSES: list[type[Pass]] = [FuseQKV]
+PASS_CLASSES: list[type[Pass]] = [
+    FuseQKV,
+    Ternarize,
+    LowerHardenOps,
+]
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in PASS_CLASSES}

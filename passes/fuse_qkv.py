@@ -92,21 +92,37 @@ def _info(value: ir.Value):
     return tensor_info(value.type)
 
 
+def _fused_name(names: list[str | None]) -> str | None:
+    """`a.wq.weight`, `a.wk.weight`, `a.wv.weight` -> `a.wq+wk+wv.weight` (None if unnamed)."""
+    if None in names:
+        return None
+    parts = [n.split(".") for n in names]
+    if len({len(p) for p in parts}) != 1:
+        return None
+    differing = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+    if len(differing) != 1:
+        return None
+    i = differing[0]
+    return ".".join(parts[0][:i] + ["+".join(p[i] for p in parts)] + parts[0][i + 1 :])
+
+
 def _fuse(group, ctx: PassContext) -> None:
     """Replaces the three linears by one fused_qkv with concatenated weight and bias."""
     first = group[0]
     dtype = _info(first.operands[1]).dtype
     weight_ops = [ctx.weights.constant_op(op.operands[1]) for op in group]
     bias_ops = [ctx.weights.constant_op(op.operands[2]) for op in group]
+    name = _fused_name([ctx.weights.name_of(op.operands[1]) for op in group])
     with ir.InsertionPoint(first), first.location:
         weight = ctx.weights.literal(
-            np.concatenate([ctx.weights.value_of(op.operands[1]) for op in group]), dtype
+            np.concatenate([ctx.weights.value_of(op.operands[1]) for op in group]), dtype, name
         )
         bias = None
         if not is_none(first.operands[2]):
             bias = ctx.weights.literal(
                 np.concatenate([ctx.weights.value_of(op.operands[2]) for op in group]),
                 _info(first.operands[2]).dtype,
+                name and name.replace(".weight", ".bias"),
             )
         sizes = [_info(op.operands[1]).shape[0] for op in group]
         loc = ir.Location.fused([op.location for op in group])

@@ -21,16 +21,19 @@ LIT_FILES = sorted(
 @pytest.fixture(scope="session")
 def lit_results(tmp_path_factory):
     report = tmp_path_factory.mktemp("lit") / "lit.xml"
+    lit = Path(sys.executable).parent / "lit"
     proc = subprocess.run(
-        [sys.executable, "-m", "lit", "-q", f"--xunit-xml-output={report}", str(TEST_DIR)],
+        [str(lit), "-q", f"--xunit-xml-output={report}", str(TEST_DIR)],
         capture_output=True,
         text=True,
     )
+    assert report.exists(), f"lit did not run:\n{proc.stdout[-5000:]}{proc.stderr[-5000:]}"
     results = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         failure = case.find("failure")
-        # lit names a case by its path inside the suite, e.g. "passes/fuse_qkv.mlir".
-        results[case.get("name")] = None if failure is None else (failure.text or "failed")
+        # lit's xunit names a case by suite.folder (classname) and file name.
+        folder = case.get("classname").split(".", 1)[1].replace(".", "/")
+        results[f"{folder}/{case.get('name')}"] = None if failure is None else (failure.text or "failed")
     return results, proc.stdout + proc.stderr
 
 

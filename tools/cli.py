@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from harden.core.files import write_atomically
 
 
 class CommandError(Exception):
@@ -62,11 +62,4 @@ def write_output(path: str, data: str | bytes) -> None:
     target = Path(path)
     if not target.parent.exists():
         raise CommandError(f"cannot write '{path}': directory '{target.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(target, data)

@@ -1,0 +1,153 @@
+"""Builders for the linalg/tensor/arith IR the harden lowering emits.
+
+Small, shape-checked helpers on builtin tensors; the lowering passes compose them.
+Affine maps and iterator types are written in MLIR's own syntax and parsed, which
+reads like the IR it produces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch_mlir import ir
+from torch_mlir.dialects import arith, linalg, tensor
+
+from harden.core.tensor_types import tensor_info, vtensor_type
+
+
+def f32() -> ir.Type:
+    return ir.F32Type.get()
+
+
+def ranked(shape: Sequence[int], element_type: ir.Type) -> ir.RankedTensorType:
+    return ir.RankedTensorType.get(list(shape), element_type)
+
+
+def to_builtin(value: ir.Value) -> ir.Value:
+    """`torch_c.to_builtin_tensor` of a `!torch.vtensor` (builtin tensors pass through)."""
+    info = tensor_info(value.type)
+    if not info.is_torch:
+        return value
+    element = ir.Type.parse(info.storage_dtype)
+    op = ir.Operation.create(
+        "torch_c.to_builtin_tensor", results=[ranked(info.shape, element)], operands=[value]
+    )
+    return op.result
+
+
+def from_builtin(value: ir.Value, like: ir.Type) -> ir.Value:
+    """`torch_c.from_builtin_tensor` back to the torch type `like` (or `value` itself)."""
+    info = tensor_info(like)
+    if not info.is_torch:
+        return value
+    op = ir.Operation.create(
+        "torch_c.from_builtin_tensor", results=[vtensor_type(info.shape, info.dtype)], operands=[value]
+    )
+    return op.result
+
+
+def collapse_rows(x: ir.Value) -> ir.Value:
+    """[d0, ..., dn-1, K] -> [d0 * ... * dn-1, K]: the rows a linear maps independently."""
+    shape = tensor_info(x.type).shape
+    if len(shape) == 2:
+        return x
+    rows = 1
+    for d in shape[:-1]:
+        rows *= d
+    groups = ir.ArrayAttr.get(
+        [
+            ir.ArrayAttr.get([_i64(i) for i in range(len(shape) - 1)]),
+            ir.ArrayAttr.get([_i64(len(shape) - 1)]),
+        ]
+    )
+    element = ir.RankedTensorType(x.type).element_type
+    return tensor.CollapseShapeOp(ranked([rows, shape[-1]], element), x, groups).result
+
+
+def expand_rows(y: ir.Value, leading: Sequence[int]) -> ir.Value:
+    """Inverse of collapse_rows: [M, N] -> [*leading, N]."""
+    if len(leading) == 1:
+        return y
+    n = tensor_info(y.type).shape[-1]
+    rank = len(leading) + 1
+    groups = ir.ArrayAttr.get(
+        [
+            ir.ArrayAttr.get([_i64(i) for i in range(rank - 1)]),
+            ir.ArrayAttr.get([_i64(rank - 1)]),
+        ]
+    )
+    shape = [*leading, n]
+    element = ir.RankedTensorType(y.type).element_type
+    return tensor.ExpandShapeOp(ranked(shape, element), y, groups, [], shape).result
+
+
+def _i64(v: int) -> ir.IntegerAttr:
+    return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), v)
+
+
+def zeros(shape: Sequence[int], element_type: ir.Type | None = None) -> ir.Value:
+    """A tensor of zeros, the init of a reduction."""
+    element_type = element_type or f32()
+    empty = tensor.EmptyOp(list(shape), element_type).result
+    zero = arith.ConstantOp(element_type, 0.0 if isinstance(element_type, ir.FloatType) else 0).result
+    return linalg.fill(zero, outs=[empty])
+
+
+def generic(
+    inputs: Sequence[ir.Value],
+    init: ir.Value,
+    maps: Sequence[str],
+    iterators: Sequence[str],
+    body: Callable[..., ir.Value],
+) -> ir.Value:
+    """A `linalg.generic` with one output; `body(*block_args)` returns the yielded value.
+
+    `maps` are affine maps in MLIR syntax (one per input, then the output), `iterators`
+    are "parallel" / "reduction".
+    """
+    op = linalg.GenericOp(
+        [init.type],
+        list(inputs),
+        [init],
+        ir.ArrayAttr.get([ir.Attribute.parse(f"affine_map<{m}>") for m in maps]),
+        ir.ArrayAttr.get([ir.Attribute.parse(f"#linalg.iterator_type<{it}>") for it in iterators]),
+    )
+    element_types = [ir.RankedTensorType(v.type).element_type for v in [*inputs, init]]
+    block = op.regions[0].blocks.append(*element_types)
+    with ir.InsertionPoint(block):
+        linalg.YieldOp([body(*block.arguments)])
+    return op.result
+
+
+def matmul_transposed(x: ir.Value, w: ir.Value) -> ir.Value:
+    """y[m, n] = sum_k x[m, k] * w[n, k] (the layout of torch.nn.Linear weights)."""
+    m = tensor_info(x.type).shape[0]
+    n = tensor_info(w.type).shape[0]
+    return generic(
+        [x, w],
+        zeros([m, n]),
+        ["(m, n, k) -> (m, k)", "(m, n, k) -> (n, k)", "(m, n, k) -> (m, n)"],
+        ["parallel", "parallel", "reduction"],
+        lambda a, b, acc: arith.addf(acc, arith.mulf(a, b)),
+    )
+
+
+def add_bias(y: ir.Value, bias: ir.Value) -> ir.Value:
+    """y[m, n] + bias[n]."""
+    m, n = tensor_info(y.type).shape
+    return generic(
+        [y, bias],
+        tensor.EmptyOp([m, n], f32()).result,
+        ["(m, n) -> (m, n)", "(m, n) -> (n)", "(m, n) -> (m, n)"],
+        ["parallel", "parallel"],
+        lambda a, b, _out: arith.addf(a, b),
+    )
+
+
+def column_slice(y: ir.Value, start: int, size: int) -> ir.Value:
+    """y[:, start:start+size]."""
+    m = tensor_info(y.type).shape[0]
+    element = ir.RankedTensorType(y.type).element_type
+    return tensor.ExtractSliceOp(
+        ranked([m, size], element), y, [], [], [], [0, start], [m, size], [1, 1]
+    ).result

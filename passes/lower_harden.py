@@ -1,0 +1,107 @@
+"""harden-lower-harden-ops: `harden.*` ops to linalg/arith/tensor on builtin tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch_mlir import ir
+from torch_mlir.dialects import arith, linalg
+
+from harden.core.graph import ops_named
+from harden.core.tensor_types import tensor_info
+from harden.passes import linalg_builders as lb
+from harden.passes.base import Pass, PassContext
+
+
+@dataclass
+class LowerHardenOps(Pass):
+    """Lower `harden.fused_qkv` and `harden.ternary_linear` to linalg on builtin tensors.
+
+    Operands cross into builtin tensors with `torch_c.to_builtin_tensor` and results come
+    back with `torch_c.from_builtin_tensor`, so the surrounding torch graph is untouched
+    and torch-mlir's own pipeline lowers it afterwards. fused_qkv becomes one matmul
+    (with the weight in nn.Linear layout) and three column slices. ternary_linear keeps
+    its weight as packed 2-bit codes: one fused `linalg.generic` unpacks each code
+    (bits 2i..2i+1 of byte k/4), scales it and accumulates x * w in f32, so the bytes the
+    executable reads are the hardened ones. Ops with dynamic shapes are refused.
+    """
+
+    name = "harden-lower-harden-ops"
+
+    def run(self, module: ir.Operation, ctx: PassContext) -> None:
+        for op in ops_named(module, "harden.fused_qkv"):
+            _replace(op, _lower_fused_qkv(op, ctx))
+        for op in ops_named(module, "harden.ternary_linear"):
+            _replace(op, [_lower_ternary_linear(op, ctx)])
+
+
+def _replace(op, new_values) -> None:
+    for old, new in zip(op.results, new_values):
+        old.replace_all_uses_with(new)
+    op.operation.erase()
+
+
+def _static_input(op, ctx: PassContext) -> tuple[int, ...]:
+    shape = tensor_info(op.operands[0].type).shape
+    if None in shape:
+        raise ctx.fail(op, f"'{op.operation.name}' op with a dynamic input shape cannot be lowered")
+    return shape
+
+
+def _lower_fused_qkv(op, ctx: PassContext) -> list[ir.Value]:
+    shape = _static_input(op, ctx)
+    sizes = [op.q_size.value, op.k_size.value, op.v_size.value]
+    with ir.InsertionPoint(op), op.location:
+        x = lb.collapse_rows(lb.to_builtin(op.input))
+        y = lb.matmul_transposed(x, lb.to_builtin(op.weight))
+        if op.bias is not None:
+            y = lb.add_bias(y, lb.to_builtin(op.bias))
+        results, start = [], 0
+        for size, result in zip(sizes, op.results):
+            part = lb.expand_rows(lb.column_slice(y, start, size), shape[:-1])
+            results.append(lb.from_builtin(part, result.type))
+            start += size
+    return results
+
+
+def _scale_map(kind: str, group_size: int) -> str:
+    """Which scale each (m, n, p, k) iteration reads, by scale kind."""
+    return {
+        "tensor": "(m, n, p, k) -> (p, 0, 0)",
+        "channel": "(m, n, p, k) -> (p, n, 0)",
+        "group": f"(m, n, p, k) -> (p, n, k floordiv {group_size})",
+    }[kind]
+
+
+def _lower_ternary_linear(op, ctx: PassContext) -> ir.Value:
+    shape = _static_input(op, ctx)
+    out_features = op.out_features.value
+    with ir.InsertionPoint(op), op.location:
+        x = lb.collapse_rows(lb.to_builtin(op.input))
+        rows = tensor_info(x.type).shape[0]
+        i8 = ir.IntegerType.get_signless(8)
+
+        def body(xv, byte, scale, acc):
+            # code of column k: bits 2*(k mod 4) .. +1 of byte k/4; value = code - 1.
+            k = linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 3)).result
+            lane = arith.remui(k, arith.ConstantOp(ir.IndexType.get(), 4).result)
+            shift = arith.index_cast(i8, arith.muli(lane, arith.ConstantOp(ir.IndexType.get(), 2).result))
+            code = arith.andi(arith.shrui(byte, shift), arith.ConstantOp(i8, 3).result)
+            ternary = arith.sitofp(lb.f32(), arith.subi(code, arith.ConstantOp(i8, 1).result))
+            return arith.addf(acc, arith.mulf(xv, arith.mulf(scale, ternary)))
+
+        y = lb.generic(
+            [x, lb.to_builtin(op.weight), lb.to_builtin(op.scales)],
+            lb.zeros([rows, out_features]),
+            [
+                "(m, n, p, k) -> (m, k)",
+                "(m, n, p, k) -> (p, n, k floordiv 4)",
+                _scale_map(op.scale_kind.value, op.group_size.value),
+                "(m, n, p, k) -> (m, n)",
+            ],
+            ["parallel", "parallel", "reduction", "reduction"],
+            body,
+        )
+        if op.bias is not None:
+            y = lb.add_bias(y, lb.to_builtin(op.bias))
+        return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)

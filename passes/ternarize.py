@@ -1,0 +1,170 @@
+"""harden-ternarize: linear layers with constant weights to `harden.ternary_linear`."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import torch as torch_d
+
+from harden.core.files import write_atomically
+from harden.core.graph import body_ops, defining_op, functions, is_none, users
+from harden.core.tensor_types import tensor_info, vtensor_type
+from harden.core.weights import erase_if_unused
+from harden.dialects.harden import build_ternary_linear
+from harden.dialects.ternary_pack import pack_ternary_2bit
+from harden.dialects.ternary_quant import ternarize
+from harden.passes.base import Pass, PassContext, PassOptionError, option
+
+LINEAR = "torch.aten.linear"
+FUSED_QKV = "harden.fused_qkv"
+CLASSIFIER_NAMES = ("output.weight", "lm_head.weight")
+
+
+@dataclass
+class Ternarize(Pass):
+    """Rewrite linear layers with constant weights into `harden.ternary_linear` (2-bit codes, f32 scales).
+
+    Rewrites `torch.aten.linear` and `harden.fused_qkv` whose weight (and bias, if any) is
+    a constant: the attention projections, o, gate, up and down. The classifier (the
+    linear whose weight is the tied embedding, is named output/lm_head, or whose result
+    the function returns) only with classifier=true; embeddings are never linears and
+    stay as they are. Groups that are already ternary ({-s, 0, +s}) convert exactly. A
+    fused_qkv becomes one ternary_linear and three slices. Ops left alone get a remark
+    under --harden-remarks; `report=FILE` writes per-layer error, zeros and bytes as JSON.
+    """
+
+    name = "harden-ternarize"
+
+    method: Literal["absmean", "twn"] = option("absmean", "absmean (BitNet b1.58) or twn (threshold 0.7 mean|w|)")
+    scale: Literal["tensor", "channel", "group"] = option("channel", "one scale per tensor, output channel or group of input columns")
+    group_size: int = option(64, "input columns per scale with scale=group")
+    planes: int = option(1, "ternary planes: 1, or 2 to fit a second plane to the residual")
+    skip: tuple[str, ...] = option((), "comma-separated glob patterns of weight names to leave in f32")
+    classifier: bool = option(False, "also ternarize the classifier")
+    report: str = option("", "write a per-layer JSON report to this file")
+
+    def validate(self) -> None:
+        if self.was_set("group_size") and self.scale != "group":
+            raise PassOptionError(
+                f"option 'group-size' of '{self.name}' needs scale=group (got scale={self.scale})"
+            )
+        if self.group_size <= 0:
+            raise PassOptionError(f"option 'group-size' of '{self.name}' must be positive, got {self.group_size}")
+        if self.planes not in (1, 2):
+            raise PassOptionError(f"option 'planes' of '{self.name}' must be 1 or 2, got {self.planes}")
+
+    def run(self, module: ir.Operation, ctx: PassContext) -> None:
+        rows = []
+        for func in functions(module):
+            candidates = [op for op in body_ops(func) if op.operation.name in (LINEAR, FUSED_QKV)]
+            for index, op in enumerate(candidates):
+                name = ctx.weights.name_of(op.operands[1]) or f"{func.sym_name.value}.linear{index}"
+                reason = self._refusal(op, name, ctx)
+                if reason:
+                    ctx.remark(op, f"not ternarized: {reason}")
+                    continue
+                rows.append({"function": func.sym_name.value, "layer": name, **self._rewrite(op, name, ctx)})
+        if self.report:
+            write_atomically(self.report, json.dumps({"options": self._options(), "layers": rows}, indent=2) + "\n")
+
+    def _options(self) -> dict:
+        return {
+            "method": self.method,
+            "scale": self.scale,
+            "group_size": self.group_size if self.scale == "group" else None,
+            "planes": self.planes,
+        }
+
+    def _refusal(self, op, name: str, ctx: PassContext) -> str | None:
+        """Why `op` stays as it is, or None to ternarize it."""
+        weight = tensor_info(op.operands[1].type)
+        if weight is None or weight.rank != 2 or None in weight.shape:
+            return "the weight is not a static 2-D tensor"
+        if ctx.weights.value_of(op.operands[1]) is None:
+            return "the weight is not a constant"
+        bias = _bias(op)
+        if bias is not None and ctx.weights.value_of(bias) is None:
+            return "the bias is not a constant"
+        pattern = next((p for p in self.skip if fnmatch.fnmatchcase(name, p)), None)
+        if pattern:
+            return f"'{name}' matches skip pattern '{pattern}'"
+        if not self.classifier and _is_classifier(op, name):
+            return f"'{name}' is the classifier (use classifier=true to ternarize it)"
+        return None
+
+    def _rewrite(self, op, name: str, ctx: PassContext) -> dict:
+        """Replaces `op` by a ternary_linear; returns its report row."""
+        weight_value = op.operands[1]
+        w = ctx.weights.value_of(weight_value)
+        out_features, in_features = w.shape
+        group_size = min(self.group_size, in_features)
+        tw = ternarize(w, self.method, self.scale, group_size, self.planes)
+        packed = pack_ternary_2bit(tw.ternary)
+        x_info = tensor_info(op.operands[0].type)
+        with ir.InsertionPoint(op), op.location:
+            codes = ctx.weights.literal(packed, "si8", f"{name}.codes")
+            scales = ctx.weights.literal(tw.scales, "f32", f"{name}.scales")
+            result_type = vtensor_type((*x_info.shape[:-1], out_features), tensor_info(op.results[0].type).dtype)
+            linear = build_ternary_linear(
+                op.operands[0],
+                codes,
+                scales,
+                in_features=in_features,
+                out_features=out_features,
+                group_size=tw.group_size,
+                planes=self.planes,
+                scale_kind=self.scale,
+                result_type=result_type,
+                bias=_bias(op),
+            )
+            outputs = _split_fused(op, linear.result) if op.operation.name == FUSED_QKV else [linear.result]
+        bias_op = defining_op(_bias(op)) if _bias(op) is not None else None
+        for old, new in zip(op.results, outputs):
+            old.replace_all_uses_with(new)
+        op.operation.erase()
+        erase_if_unused(defining_op(weight_value))
+        erase_if_unused(bias_op)
+        error = float(np.linalg.norm(w - tw.dequantize()) / max(np.linalg.norm(w), 1e-30))
+        return {
+            "shape": [out_features, in_features],
+            "scale_kind": self.scale,
+            "group_size": tw.group_size,
+            "planes": self.planes,
+            "relative_error": error,
+            "zero_fraction": float(np.mean(tw.ternary == 0)),
+            "exact": tw.exact,
+            "bytes_before": int(w.nbytes),
+            "bytes_after": int(packed.nbytes + tw.scales.nbytes),
+        }
+
+
+def _bias(op) -> ir.Value | None:
+    if op.operation.name == FUSED_QKV:
+        return op.bias
+    return None if is_none(op.operands[2]) else op.operands[2]
+
+
+def _is_classifier(op, name: str) -> bool:
+    """The output projection: named so, tied to the embedding, or returned as the logits."""
+    if op.operation.name != LINEAR:
+        return False
+    if name.endswith(CLASSIFIER_NAMES):
+        return True
+    if any(u.operation.name == "torch.aten.embedding" for u in users(op.operands[1])):
+        return True
+    return any(u.operation.name == "func.return" for u in users(op.result))
+
+
+def _split_fused(fused, y: ir.Value) -> list[ir.Value]:
+    """q, k, v as slices of the fused ternary_linear's output (last dimension)."""
+    results, start = [], 0
+    for size, result in zip((fused.q_size.value, fused.k_size.value, fused.v_size.value), fused.results):
+        dim, begin, end, step = (torch_d.ConstantIntOp(v).result for v in (-1, start, start + size, 1))
+        results.append(torch_d.AtenSliceTensorOp(result.type, y, dim, begin, end, step).result)
+        start += size
+    return results

@@ -1,0 +1,27 @@
+"""harden-lower-to-linalg: from the harden/torch graph to linalg on builtin tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harden.passes.lower_harden import LowerHardenOps
+from harden.pipelines.base import Pipeline
+
+# torch-mlir's own lowering. The torchdynamo pipeline accepts the torch_c casts and
+# linalg ops our lowering leaves inside torch functions (the torch-function pipeline
+# rejects them); non-finite constants (-inf attention masks) must be allowed.
+TORCH_TO_LINALG = [
+    "func.func(torch-match-quantized-custom-ops)",
+    "torchdynamo-export-to-torch-backend-pipeline{ extra-library=}",
+    "torch-backend-to-linalg-on-tensors-backend-pipeline{allow-non-finites=true}",
+]
+
+
+@dataclass
+class LowerToLinalg(Pipeline):
+    """Lower harden ops, then the whole torch graph, to linalg/arith/tensor (IREE's input)."""
+
+    name = "harden-lower-to-linalg"
+
+    def steps(self):
+        return [LowerHardenOps(), *TORCH_TO_LINALG]

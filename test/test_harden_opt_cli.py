@@ -1,0 +1,84 @@
+"""harden-opt on bad input: one error line, exit code 1, no traceback, no output file."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HARDEN_OPT = str(Path(sys.executable).parent / "harden-opt")
+INPUTS = Path(__file__).parent / "Inputs"
+QKV = str(INPUTS / "qkv_gqa.mlir")
+
+INVALID_OP = """func.func @f(%x: !torch.vtensor<[1,5,32],f32>, %w: !torch.vtensor<[60,32],f32>) {
+  %q, %k, %v = "harden.fused_qkv"(%x, %w) {q_size = 32 : i64, k_size = 16 : i64, v_size = 16 : i64, operandSegmentSizes = array<i32: 1, 1, 0>} : (!torch.vtensor<[1,5,32],f32>, !torch.vtensor<[60,32],f32>) -> (!torch.vtensor<[1,5,32],f32>, !torch.vtensor<[1,5,16],f32>, !torch.vtensor<[1,5,16],f32>)
+  return
+}
+"""
+
+
+def run(args, stdin=None):
+    return subprocess.run([HARDEN_OPT, *args], input=stdin, capture_output=True, text=True)
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "case, args, message",
+    [
+        ("missing file", ["{tmp}/nope.mlir"], "harden-opt: error: cannot open '{tmp}/nope.mlir': no such file"),
+        ("malformed MLIR", ["{bad}"], "{bad}:2:3: error: custom op 'retur' is unknown"),
+        ("unknown pass flag", [QKV, "--harden-fuse-everything"], "harden-opt: error: unrecognized arguments: --harden-fuse-everything"),
+        ("unknown pass in pipeline", [QKV, "--pass-pipeline=builtin.module(harden-fuse-everything)"], "harden-opt: error: 'harden-fuse-everything' does not refer to a registered pass or pass pipeline"),
+        ("unknown option", [QKV, "--harden-ternarize=colour=red"], "harden-opt: error: 'harden-ternarize' has no option 'colour'"),
+        ("badly typed option", [QKV, "--harden-ternarize=planes=two"], "harden-opt: error: invalid value 'two' for option 'planes' of 'harden-ternarize': expected an integer"),
+        ("bad upstream option", [QKV, "--pass-pipeline=builtin.module(canonicalize{bogus=1})"], "harden-opt: error: failed to add `canonicalize` with options `bogus=1`"),
+        ("op failing its verifier", ["{invalid}"], "{invalid}:2:16: error: 'harden.fused_qkv' op weight has shape [60, 32], expected [64, 32]"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_1(tmp_path, case, args, message):
+    bad = write(tmp_path, "bad.mlir", "func.func @f() {\n  retur\n}\n")
+    invalid = write(tmp_path, "invalid.mlir", INVALID_OP)
+    def fill(text):
+        return text.replace("{tmp}", str(tmp_path)).replace("{bad}", bad).replace("{invalid}", invalid)
+
+    out = tmp_path / "out.mlir"
+    result = run([fill(a) for a in args] + ["-o", str(out)])
+    assert result.returncode == 1, case
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(fill(message)), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_output_never_overwrites_the_input(tmp_path):
+    source = tmp_path / "m.mlir"
+    source.write_text(Path(QKV).read_text())
+    result = run([str(source), "--harden-fuse-qkv", "-o", str(source)])
+    assert result.returncode == 1
+    assert "refusing to overwrite" in result.stderr
+    assert source.read_text() == Path(QKV).read_text()
+
+
+def test_list_passes_names_every_pass_with_its_options():
+    from harden.passes import PASSES
+    from harden.pipelines.registry import PIPELINES
+
+    result = run(["--list-passes"])
+    assert result.returncode == 0
+    for name in [*PASSES, *PIPELINES]:
+        assert f"--{name}" in result.stdout
+    assert "group-size=<int> (default: 64)" in result.stdout
+    help_text = run(["--help"]).stdout
+    assert "--harden-ternarize" in help_text and "--pass-pipeline" in help_text
+
+
+def test_stdin_module_prints_a_module():
+    result = run(["-"], stdin="module {}")
+    assert result.returncode == 0
+    assert result.stdout.startswith("module {")
