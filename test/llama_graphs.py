@@ -179,7 +179,8 @@ def import_llama(shape: str | LlamaShape, seq_len: int = 16, max_seq_len: int = 
         with torch.no_grad():
             exported = torch.export.export(wrapper, args)
         names = {id(v): k.removeprefix("model.") for k, v in exported.state_dict.items()}
-        importer = FxImporter(context=ctx, module_op=module.operation if module else None, hooks=_ParamHooks(names))
+        hooks = _ParamHooks(names)
+        importer = FxImporter(module=module, hooks=hooks) if module else FxImporter(context=ctx, hooks=hooks)
         importer.import_frozen_program(exported, func_name=name)
         module = importer.module
     return ir.Module.parse(str(module), ctx)

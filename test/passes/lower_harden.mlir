@@ -1,0 +1,61 @@
+// RUN: harden-opt %s --split-input-file --harden-lower-harden-ops | filecheck %s
+// RUN: harden-opt %s --split-input-file --harden-lower-to-linalg | filecheck %s --check-prefix=FULL
+
+// The ternary weight stays packed: one generic unpacks code k of byte k floordiv 4.
+// CHECK-DAG: #[[X:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3)>
+// CHECK-DAG: #[[CODES:.*]] = affine_map<(d0, d1, d2, d3) -> (d2, d1, d3 floordiv 4)>
+// CHECK-DAG: #[[SCALES:.*]] = affine_map<(d0, d1, d2, d3) -> (d2, d1, d3 floordiv 3)>
+// CHECK-LABEL: func.func @ternary
+// CHECK: %[[XB:.*]] = torch_c.to_builtin_tensor %arg0 : !torch.vtensor<[1,3,10],f32> -> tensor<1x3x10xf32>
+// CHECK: %[[X2:.*]] = tensor.collapse_shape %[[XB]] {{\[\[}}0, 1], [2]] : tensor<1x3x10xf32> into tensor<3x10xf32>
+// CHECK: %[[W:.*]] = torch_c.to_builtin_tensor %{{.*}} : !torch.vtensor<[1,2,3],si8> -> tensor<1x2x3xi8>
+// CHECK: linalg.generic {indexing_maps = [#[[X]], #[[CODES]], #[[SCALES]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction", "reduction"]} ins(%[[X2]], %[[W]], %{{.*}} : tensor<3x10xf32>, tensor<1x2x3xi8>, tensor<1x2x4xf32>)
+// CHECK: linalg.index 3
+// CHECK: arith.shrui
+// CHECK: arith.sitofp
+// CHECK: tensor.expand_shape
+// CHECK: torch_c.from_builtin_tensor {{.*}} -> !torch.vtensor<[1,3,2],f32>
+// CHECK-NOT: harden.ternary_linear
+
+// After the whole lowering nothing of torch or harden is left, and the codes are bytes.
+// FULL-LABEL: func.func @ternary
+// FULL-SAME: (%arg0: tensor<1x3x10xf32>) -> tensor<1x3x2xf32>
+// FULL: arith.constant dense<{{.*}}> : tensor<1x2x3xi8>
+// FULL-NOT: torch.
+// FULL-NOT: torch_c.
+// FULL-NOT: harden.
+// FULL: return
+func.func @ternary(%x: !torch.vtensor<[1,3,10],f32>) -> !torch.vtensor<[1,3,2],f32> {
+  %w = torch.vtensor.literal(dense<[[[-110, 85, 5], [74, 85, 6]]]> : tensor<1x2x3xsi8>) : !torch.vtensor<[1,2,3],si8>
+  %s = torch.vtensor.literal(dense<[[[1.0, 0.5, 0.25, 2.0], [1.0, 1.0, 1.0, 1.0]]]> : tensor<1x2x4xf32>) : !torch.vtensor<[1,2,4],f32>
+  %y = "harden.ternary_linear"(%x, %w, %s) {in_features = 10 : i64, out_features = 2 : i64, group_size = 3 : i64, planes = 1 : i64, scale_kind = "group", operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,3,10],f32>, !torch.vtensor<[1,2,3],si8>, !torch.vtensor<[1,2,4],f32>) -> !torch.vtensor<[1,3,2],f32>
+  return %y : !torch.vtensor<[1,3,2],f32>
+}
+
+// -----
+
+// fused_qkv: one matmul in nn.Linear layout, a bias add, and three column slices.
+// CHECK-LABEL: func.func @fused
+// CHECK: %[[Y:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK: %[[YB:.*]] = linalg.generic {{.*}} ins(%[[Y]], %{{.*}} : tensor<3x16xf32>, tensor<16xf32>)
+// CHECK: tensor.extract_slice %[[YB]][0, 0] [3, 8] [1, 1]
+// CHECK: tensor.extract_slice %[[YB]][0, 8] [3, 4] [1, 1]
+// CHECK: tensor.extract_slice %[[YB]][0, 12] [3, 4] [1, 1]
+// CHECK-NOT: harden.fused_qkv
+// FULL-LABEL: func.func @fused
+// FULL-NOT: torch.
+// FULL-NOT: harden.
+// FULL: return
+func.func @fused(%x: !torch.vtensor<[1,3,4],f32>) -> (!torch.vtensor<[1,3,8],f32>, !torch.vtensor<[1,3,4],f32>, !torch.vtensor<[1,3,4],f32>) {
+  %w = torch.vtensor.literal(dense<1.0> : tensor<16x4xf32>) : !torch.vtensor<[16,4],f32>
+  %b = torch.vtensor.literal(dense<1.0> : tensor<16xf32>) : !torch.vtensor<[16],f32>
+  %q, %k, %v = "harden.fused_qkv"(%x, %w, %b) {q_size = 8 : i64, k_size = 4 : i64, v_size = 4 : i64, operandSegmentSizes = array<i32: 1, 1, 1>} : (!torch.vtensor<[1,3,4],f32>, !torch.vtensor<[16,4],f32>, !torch.vtensor<[16],f32>) -> (!torch.vtensor<[1,3,8],f32>, !torch.vtensor<[1,3,4],f32>, !torch.vtensor<[1,3,4],f32>)
+  return %q, %k, %v : !torch.vtensor<[1,3,8],f32>, !torch.vtensor<[1,3,4],f32>, !torch.vtensor<[1,3,4],f32>
+}
+
+// -----
+
+// Dynamic shapes are refused with an error at the op.
+// RUN: not harden-opt %inputs/dynamic_ternary.mlir --harden-lower-harden-ops 2>&1 | filecheck %s --check-prefix=DYNAMIC
+// DYNAMIC: dynamic_ternary.mlir:2:8: error: 'harden.ternary_linear' op with a dynamic input shape cannot be lowered
