@@ -31,10 +31,10 @@ class Ternarize(Pass):
 
     Rewrites `torch.aten.linear` and `harden.fused_qkv` whose weight (and bias, if any) is
     a constant: the attention projections, o, gate, up and down. The classifier (the
-    linear whose weight is the tied embedding, is named output/lm_head, or whose result
-    the function returns) only with classifier=true; embeddings are never linears and
-    stay as they are. Groups that are already ternary ({-s, 0, +s}) convert exactly. A
-    fused_qkv becomes one ternary_linear and three slices. Ops left alone get a remark
+    linear whose weight is named output/lm_head or is the embedding, tied) only with
+    classifier=true; embeddings are never linears and stay as they are. Groups that are
+    already ternary ({-s, 0, +s}) convert exactly. A fused_qkv becomes one ternary_linear
+    and three slices. Ops left alone get a remark
     under --harden-remarks; `report=FILE` writes per-layer error, zeros and bytes as JSON.
     """
 
@@ -150,14 +150,12 @@ def _bias(op) -> ir.Value | None:
 
 
 def _is_classifier(op, name: str) -> bool:
-    """The output projection: named so, tied to the embedding, or returned as the logits."""
+    """The output projection: named so (as harden-import names it) or tied to the embedding."""
     if op.operation.name != LINEAR:
         return False
-    if name.endswith(CLASSIFIER_NAMES):
-        return True
-    if any(u.operation.name == "torch.aten.embedding" for u in users(op.operands[1])):
-        return True
-    return any(u.operation.name == "func.return" for u in users(op.result))
+    return name.endswith(CLASSIFIER_NAMES) or any(
+        u.operation.name == "torch.aten.embedding" for u in users(op.operands[1])
+    )
 
 
 def _split_fused(fused, y: ir.Value) -> list[ir.Value]:
