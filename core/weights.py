@@ -1,24 +1,29 @@
 """Reading and creating constant tensors (weights) as numpy arrays.
 
-Weights reach the passes in two forms:
-* inline `dense<...>` attributes on `torch.vtensor.literal` (what harden-import writes);
-  numpy reads them through the buffer protocol;
+Weights reach the passes in three forms:
+* inline `dense<...>` attributes on `torch.vtensor.literal` (what harden-import writes
+  for small models); numpy reads them through the buffer protocol;
 * `dense_resource<name>` blobs (what a plain torch-mlir import writes). The Python
   bindings cannot read a resource blob back, so the blobs are taken from the source
-  text's `{-# dialect_resources: ... #-}` section when the module is parsed.
-New constants are created inline, so the passes can read back what they wrote.
+  text's `{-# dialect_resources: ... #-}` section when the module is parsed;
+* `harden.param` ops naming tensors of a safetensors file (large models): the module
+  attribute `harden.params` gives the file, relative to the MLIR file.
+New constants follow the module: inline literals, or (for a module with a parameter
+file) new named parameters that `write_parameters` stores beside the output.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import torch as torch_d
 
-from harden.core.graph import defining_op
+from harden.core.graph import defining_op, functions, body_ops
 from harden.core.tensor_types import tensor_info, vtensor_type
+from harden.dialects.harden import build_param
 
 _NUMPY_DTYPE = {
     "f32": np.float32,
@@ -35,6 +40,9 @@ _NUMPY_DTYPE = {
     "si64": np.int64,
     "i1": np.bool_,
 }
+
+# Module attribute naming the safetensors file of the module's `harden.param` tensors.
+PARAMS_ATTR = "harden.params"
 
 # Discardable attribute naming a weight constant (e.g. "layers.0.attention.wq.weight"):
 # it survives printing and parsing, unlike locations, so layer names reach every pass.
@@ -53,27 +61,70 @@ def resource_blobs(source_text: str) -> dict[str, str]:
     return {m.group(1).strip('"'): m.group(2) for m in _RESOURCE_BLOB.finditer(source_text, start)}
 
 
+class WeightError(Exception):
+    """A weight that cannot be read (missing parameter file or tensor); names it."""
+
+
+class ParameterFile:
+    """The tensors of a safetensors file, memory-mapped and read on demand."""
+
+    def __init__(self, path: Path):
+        from safetensors import safe_open
+
+        if not path.exists():
+            raise WeightError(f"parameter file '{path}' not found")
+        self.path = path
+        self._file = safe_open(str(path), framework="np")
+        self._names = set(self._file.keys())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._names
+
+    def tensor(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise WeightError(f"tensor '{name}' is not in parameter file '{self.path}'")
+        return self._file.get_tensor(name)
+
+
+def parameter_file_of(module: ir.Operation, source_dir: Path) -> ParameterFile | None:
+    """The parameter file a module names in `harden.params` (relative to its directory)."""
+    if PARAMS_ATTR not in module.attributes:
+        return None
+    return ParameterFile(source_dir / module.attributes[PARAMS_ATTR].maybe_downcast().value)
+
+
 class WeightStore:
     """Numpy views of the constant tensors of one module (see the module docstring)."""
 
-    def __init__(self, resources: dict[str, str] | None = None):
+    def __init__(self, resources: dict[str, str] | None = None, params: ParameterFile | None = None):
         self._resources = resources or {}
+        self.params = params
+        self.new_params: dict[str, np.ndarray] = {}
+
+    @property
+    def external(self) -> bool:
+        """Whether the module keeps its weights in a parameter file."""
+        return self.params is not None
 
     def constant_op(self, value: ir.Value) -> ir.OpView | None:
-        """The `torch.vtensor.literal` defining `value`, if it is one."""
+        """The `torch.vtensor.literal` or `harden.param` defining `value`, if it is one."""
         op = defining_op(value)
-        return op if op is not None and op.operation.name == "torch.vtensor.literal" else None
+        if op is not None and op.operation.name in ("torch.vtensor.literal", "harden.param"):
+            return op
+        return None
 
     def value_of(self, value: ir.Value) -> np.ndarray | None:
         """The numpy value of a constant tensor value, or None when it is not a constant."""
         op = self.constant_op(value)
         if op is None:
             return None
-        attr = op.operation.attributes["value"].maybe_downcast()
         info = tensor_info(value.type)
         dtype = _NUMPY_DTYPE.get(info.dtype) if info else None
         if dtype is None:
             return None
+        if op.operation.name == "harden.param":
+            return self._parameter(op.operation.attributes["param_name"].maybe_downcast().value)
+        attr = op.operation.attributes["value"].maybe_downcast()
         if isinstance(attr, ir.DenseElementsAttr):
             if attr.is_splat:
                 return np.full(info.shape, _splat_scalar(attr), dtype)
@@ -85,15 +136,40 @@ class WeightStore:
         data = bytes.fromhex(blob[8:])  # the first 4 bytes give the blob's alignment
         return np.frombuffer(data, dtype).reshape(info.shape).copy()
 
+    def _parameter(self, name: str) -> np.ndarray:
+        if name in self.new_params:
+            return self.new_params[name]
+        if self.params is None:
+            raise WeightError(f"'harden.param' '{name}' needs a parameter file (module attribute {PARAMS_ATTR})")
+        return self.params.tensor(name)
+
     def literal(self, array: np.ndarray, torch_dtype: str, name: str | None = None) -> ir.Value:
-        """A new `torch.vtensor.literal` holding `array` inline (torch dtype like f32 or si8),
-        at the current insertion point, tagged with the weight `name` if given."""
+        """A new constant holding `array` (torch dtype like f32 or si8) at the current
+        insertion point: an inline literal tagged with the weight `name`, or a new
+        parameter when the module keeps its weights in a parameter file."""
+        array = np.ascontiguousarray(array)
+        result_type = vtensor_type(array.shape, torch_dtype)
+        if self.external:
+            return build_param(self._new_parameter_name(name or "weight", array), result_type).result
         signless = not torch_dtype.startswith(("si", "ui"))
-        attr = ir.DenseElementsAttr.get(np.ascontiguousarray(array), signless=signless)
-        op = torch_d.ValueTensorLiteralOp(attr, results=[vtensor_type(array.shape, torch_dtype)])
+        attr = ir.DenseElementsAttr.get(array, signless=signless)
+        op = torch_d.ValueTensorLiteralOp(attr, results=[result_type])
         if name:
             op.operation.attributes[WEIGHT_NAME] = ir.StringAttr.get(name)
         return op.result
+
+    def _new_parameter_name(self, name: str, array: np.ndarray) -> str:
+        """`name`, or `name#2`...: identical tensors (prefill's and decode's) share a name."""
+        candidate, n = name, 1
+        while True:
+            existing = self.new_params.get(candidate)
+            if existing is None and (self.params is None or candidate not in self.params):
+                self.new_params[candidate] = array
+                return candidate
+            if existing is not None and existing.dtype == array.dtype and np.array_equal(existing, array):
+                return candidate
+            n += 1
+            candidate = f"{name}#{n}"
 
     def name_of(self, value: ir.Value) -> str | None:
         """The weight name a constant carries (`harden.name`, set by harden-import), if any."""
@@ -106,6 +182,24 @@ class WeightStore:
         if op.operation.name == "harden.param":
             return attrs["param_name"].maybe_downcast().value
         return None
+
+    def write_parameters(self, module: ir.Operation, path: Path) -> None:
+        """Writes every parameter the module uses to the safetensors file `path` and
+        points the module's `harden.params` at it (by file name: it sits beside the MLIR)."""
+        from safetensors.numpy import save_file
+
+        names = sorted(
+            {
+                op.operation.attributes["param_name"].maybe_downcast().value
+                for func in functions(module)
+                for op in body_ops(func)
+                if op.operation.name == "harden.param"
+            }
+        )
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({name: np.ascontiguousarray(self._parameter(name)) for name in names}, str(tmp))
+        tmp.replace(path)
+        module.attributes[PARAMS_ATTR] = ir.StringAttr.get(path.name)
 
 
 def _splat_scalar(dense: ir.DenseElementsAttr):

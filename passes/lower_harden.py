@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch_mlir import ir
-from torch_mlir.dialects import arith, linalg
+from torch_mlir.dialects import arith, linalg, ml_program
 
 from harden.core.graph import ops_named
 from harden.core.tensor_types import tensor_info
@@ -15,7 +15,7 @@ from harden.passes.base import Pass, PassContext
 
 @dataclass
 class LowerHardenOps(Pass):
-    """Lower `harden.fused_qkv` and `harden.ternary_linear` to linalg on builtin tensors.
+    """Lower `harden.fused_qkv`, `harden.ternary_linear` and `harden.param` to builtin tensors.
 
     Operands cross into builtin tensors with `torch_c.to_builtin_tensor` and results come
     back with `torch_c.from_builtin_tensor`, so the surrounding torch graph is untouched
@@ -23,7 +23,9 @@ class LowerHardenOps(Pass):
     (with the weight in nn.Linear layout) and three column slices. ternary_linear keeps
     its weight as packed 2-bit codes: one fused `linalg.generic` unpacks each code
     (bits 2i..2i+1 of byte k/4), scales it and accumulates x * w in f32, so the bytes the
-    executable reads are the hardened ones. Ops with dynamic shapes are refused.
+    executable reads are the hardened ones. A `harden.param` becomes an external
+    `ml_program.global` (one per parameter name) that the IREE step binds to the
+    parameter file. Ops with dynamic shapes are refused.
     """
 
     name = "harden-lower-harden-ops"
@@ -33,6 +35,33 @@ class LowerHardenOps(Pass):
             _replace(op, _lower_fused_qkv(op, ctx))
         for op in ops_named(module, "harden.ternary_linear"):
             _replace(op, [_lower_ternary_linear(op, ctx)])
+        globals_by_name: dict[str, str] = {}
+        for op in ops_named(module, "harden.param"):
+            _replace(op, [_lower_param(op, module, globals_by_name)])
+
+
+PARAM_SYMBOL_PREFIX = "param."
+"""Symbol of the ml_program.global holding parameter `name`: `param.<name>`."""
+
+
+def _lower_param(op, module: ir.Operation, globals_by_name: dict[str, str]) -> ir.Value:
+    """An external global for the parameter (created once) and a load of it."""
+    name = op.param_name.value
+    info = tensor_info(op.result.type)
+    tensor_type = lb.ranked(info.shape, ir.Type.parse(info.storage_dtype))
+    symbol = PARAM_SYMBOL_PREFIX + name
+    if name not in globals_by_name:
+        with ir.InsertionPoint.at_block_begin(module.regions[0].blocks[0]), op.location:
+            ml_program.GlobalOp(
+                symbol,
+                tensor_type,
+                value=ir.Attribute.parse(f"#ml_program.extern : {tensor_type}"),
+                sym_visibility="private",
+            )
+        globals_by_name[name] = symbol
+    with ir.InsertionPoint(op), op.location:
+        loaded = ml_program.GlobalLoadConstOp(tensor_type, ir.FlatSymbolRefAttr.get(symbol)).result
+        return lb.from_builtin(loaded, op.result.type)
 
 
 def _replace(op, new_values) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from torch_mlir import ir, passmanager
 
 from harden.core.diagnostics import DiagnosticSink
-from harden.core.weights import WeightStore
+from harden.core.weights import WeightError, WeightStore
 from harden.passes.base import Pass, PassContext, PassFailure
 from harden.pipelines.pipeline_text import MODULE_ANCHOR, PipelineError, Step
 
@@ -39,8 +39,12 @@ def _upstream_error(message: str) -> str:
 def _callback(p: Pass, pass_ctx: PassContext):
     def run(op, external_pass) -> None:
         try:
-            p.run(op, pass_ctx)
+            with op.context, ir.Location.unknown():
+                p.run(op, pass_ctx)
         except PassFailure:
+            external_pass.signal_pass_failure()
+        except WeightError as e:
+            op.location.emit_error(str(e))
             external_pass.signal_pass_failure()
 
     return run

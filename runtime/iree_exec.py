@@ -3,6 +3,11 @@
 IREE is the executable model of the hardened accelerator: the lowered linalg module is
 handed over as text (IREE's MLIR is a separate copy from torch-mlir's, so no IR objects
 cross), compiled for llvm-cpu on this host and run with `iree.runtime`.
+
+Weights kept in a parameter file arrive as external `ml_program.global @param.<name>`
+(see harden-lower-harden-ops); `bind_parameters` turns them into IREE parameters
+(`util.global ... = #stream.parameter.named<"model"::"<name>">`), and `IreeModule`
+serves them from the safetensors file at run time.
 """
 
 from __future__ import annotations
@@ -39,12 +44,52 @@ def lower_module_for_iree(module: ir.Operation) -> None:
         raise LoweringError(sink.items[0].format("lowering") if sink.items else "lowering failed")
 
 
+PARAMETER_SCOPE = "model"
+
+
+def bind_parameters(mlir_text: str) -> str:
+    """Rewrites external `param.<name>` globals into IREE named parameters (IREE's IR)."""
+    if "#ml_program.extern" not in mlir_text:
+        return mlir_text
+    from iree.compiler import ir as iree_ir
+    from iree.compiler.dialects import util
+
+    from harden.passes.lower_harden import PARAM_SYMBOL_PREFIX
+
+    with iree_ir.Context() as ctx, iree_ir.Location.unknown():
+        module = iree_ir.Module.parse(mlir_text)
+        body = module.body
+        for op in list(body.operations):
+            if op.operation.name != "ml_program.global":
+                continue
+            symbol = iree_ir.StringAttr(op.attributes["sym_name"]).value
+            if not symbol.startswith(PARAM_SYMBOL_PREFIX):
+                continue
+            name = symbol[len(PARAM_SYMBOL_PREFIX):]
+            tensor_type = iree_ir.TypeAttr(op.attributes["type"]).value
+            key = name.replace("\\", "\\\\").replace('"', '\\"')
+            value = iree_ir.Attribute.parse(f'#stream.parameter.named<"{PARAMETER_SCOPE}"::"{key}"> : {tensor_type}')
+            with iree_ir.InsertionPoint(op):
+                util.GlobalOp(symbol, tensor_type, sym_visibility="private", initial_value=value)
+            op.operation.erase()
+        for func in body.operations:
+            for region in func.regions:
+                for block in region.blocks:
+                    for op in list(block.operations):
+                        if op.operation.name == "ml_program.global_load_const":
+                            with iree_ir.InsertionPoint(op):
+                                load = util.GlobalLoadOp(op.result.type, op.attributes["global"], is_immutable=True)
+                            op.result.replace_all_uses_with(load.result)
+                            op.operation.erase()
+        return str(module)
+
+
 def compile_vmfb(mlir_text: str, extra_flags: Sequence[str] = ()) -> bytes:
     """Compiles linalg-on-tensors MLIR text to an IREE VM flatbuffer for this CPU."""
     from iree.compiler.tools import CompilerToolError, compile_str
 
     try:
-        return compile_str(mlir_text, extra_args=[*IREE_CPU_FLAGS, *extra_flags])
+        return compile_str(bind_parameters(mlir_text), extra_args=[*IREE_CPU_FLAGS, *extra_flags])
     except CompilerToolError as e:
         raise IreeError(_first_lines(str(e))) from None
 
@@ -56,15 +101,22 @@ def _first_lines(text: str, count: int = 6) -> str:
 
 
 class IreeModule:
-    """A compiled module loaded into an IREE runtime context (`local-task` by default)."""
+    """A compiled module loaded into an IREE runtime context (`local-task` by default),
+    with its parameters served from `parameter_file` (safetensors) if it has any."""
 
-    def __init__(self, vmfb: bytes, driver: str = "local-task"):
+    def __init__(self, vmfb: bytes, driver: str = "local-task", parameter_file: str | None = None):
         import iree.runtime as rt
 
         self._config = rt.Config(driver)
-        self._context = rt.SystemContext(config=self._config)
-        self._vm_module = rt.VmModule.copy_buffer(self._context.instance, vmfb)
-        self._context.add_vm_module(self._vm_module)
+        instance = self._config.vm_instance
+        modules = []
+        if parameter_file is not None:
+            index = rt.ParameterIndex()
+            index.load(str(parameter_file))
+            modules.append(rt.create_io_parameters_module(instance, index.create_provider(scope=PARAMETER_SCOPE)))
+        self._vm_module = rt.VmModule.copy_buffer(instance, vmfb)
+        modules.append(self._vm_module)
+        self._context = rt.SystemContext(vm_modules=modules, config=self._config)
         self._functions = self._context.modules.module
 
     def call(self, function: str, *args) -> tuple[np.ndarray, ...]:

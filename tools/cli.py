@@ -40,10 +40,13 @@ def run_command(tool: str, body) -> int:
         return 130
 
 
-def check_not_input(output: str | None, inputs: list[str]) -> None:
-    """Refuses an output path that is one of the inputs (never overwrite an input)."""
+def check_output_path(output: str | None, inputs: list[str]) -> None:
+    """Refuses, before any work, an output whose directory is missing or that is one of
+    the inputs (never overwrite an input)."""
     if not output or output == "-":
         return
+    if not Path(output).parent.exists():
+        raise CommandError(f"cannot write '{output}': directory '{Path(output).parent}' does not exist")
     out = Path(output).resolve()
     for path in inputs:
         if path != "-" and Path(path).exists() and Path(path).resolve() == out:

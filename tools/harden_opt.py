@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from torch_mlir import ir
 
 from harden.core.context import make_context
-from harden.core.diagnostics import DiagnosticSink, from_mlir
+from harden.core.diagnostics import Diagnostic, DiagnosticSink, from_mlir
 from harden.core.source import SPLIT_MARKER, SourceError, parse_module, read_source, split_source
 from harden.core.verify_diagnostics import check_diagnostics
-from harden.core.weights import WeightStore, resource_blobs
+from harden.core.weights import PARAMS_ATTR, WeightError, WeightStore, parameter_file_of, resource_blobs
 from harden.passes import PASSES
 from harden.pipelines.pass_manager import Instrumentation, build_pass_manager, run_steps
 from harden.pipelines.pipeline_text import PipelineError, make_step, steps_from_text
 from harden.pipelines.registry import PIPELINES
 from harden.passes.base import PassContext
-from harden.tools.cli import ArgumentParser, CommandError, check_not_input, run_command, write_output
+from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
 
 TOOL = "harden-opt"
 
@@ -90,19 +93,53 @@ def resolve_steps(args, pass_flags):
         raise CommandError(str(e)) from None
 
 
-def process_chunk(chunk, source_name, steps, args, context, instrumentation) -> tuple[str | None, bool]:
-    """Parses, transforms and prints one chunk; returns (output text or None, success)."""
+@dataclass
+class ChunkResult:
+    output: str | None
+    ok: bool
+    parameters_to_write: tuple[WeightStore, ir.Operation, Path] | None = None
+
+
+def parameter_path_for(mlir_path: Path) -> Path:
+    """Where the parameters of `m.mlir` go: `m.safetensors` beside it."""
+    return mlir_path.with_suffix(".safetensors")
+
+
+def place_parameters(module, weights: WeightStore, output: str):
+    """Points the module at its parameter file as seen from the output; returns what
+    must be written (new parameters) once every chunk has succeeded."""
+    if weights.new_params:
+        if output == "-":
+            raise CommandError("the passes created new parameters for a module with a parameter file; give -o FILE to write them beside it")
+        target = parameter_path_for(Path(output))
+        if weights.params is not None and target.resolve() == weights.params.path.resolve():
+            raise CommandError(f"writing '{target}' would overwrite the parameter file the input reads; choose another -o")
+        module.attributes[PARAMS_ATTR] = ir.StringAttr.get(target.name)
+        return weights, module, target
+    if weights.external and output != "-":
+        relative = os.path.relpath(weights.params.path, Path(output).resolve().parent)
+        module.attributes[PARAMS_ATTR] = ir.StringAttr.get(relative)
+    return None
+
+
+def process_chunk(chunk, source_name, steps, args, context, instrumentation) -> ChunkResult:
+    """Parses, transforms and prints one chunk."""
     sink = DiagnosticSink(remarks=args.harden_remarks)
     context.attach_diagnostic_handler(lambda d: (sink.add(from_mlir(d)), True)[1])
-    output = None
+    result = ChunkResult(None, False)
     try:
         module = parse_module(chunk.text, source_name, context)
+        source_dir = Path(args.input).parent if args.input != "-" else Path.cwd()
+        weights = WeightStore(resource_blobs(chunk.text), parameter_file_of(module, source_dir))
     except ir.MLIRError as e:
         sink.add_mlir_error(e)
+    except WeightError as e:
+        sink.add(Diagnostic("error", str(e)))
     else:
-        weights = WeightStore(resource_blobs(chunk.text))
         if run_steps(module, steps, sink, instrumentation, weights):
-            output = module.get_asm(
+            with context:
+                result.parameters_to_write = place_parameters(module, weights, args.output)
+            result.output = module.get_asm(
                 large_elements_limit=args.mlir_elide_elementsattrs_if_larger,
                 enable_debug_info=args.mlir_print_debuginfo,
                 assume_verified=True,
@@ -111,9 +148,11 @@ def process_chunk(chunk, source_name, steps, args, context, instrumentation) -> 
         problems = check_diagnostics(source_name, chunk.text, sink.items)
         for p in problems:
             print(p.format(TOOL), file=sys.stderr)
-        return output, not problems
-    sink.print(TOOL)
-    return output, not sink.has_errors
+        result.ok = not problems
+    else:
+        sink.print(TOOL)
+        result.ok = not sink.has_errors
+    return result
 
 
 def opt(argv: list[str]) -> int:
@@ -123,7 +162,7 @@ def opt(argv: list[str]) -> int:
         print(pass_catalogue())
         return 0
     steps = resolve_steps(args, pass_flags)
-    check_not_input(args.output, [args.input])
+    check_output_path(args.output, [args.input])
     try:
         text, source_name = read_source(args.input)
     except SourceError as e:
@@ -142,15 +181,19 @@ def opt(argv: list[str]) -> int:
     except PipelineError as e:
         raise CommandError(str(e)) from None
 
-    outputs, ok = [], True
-    for chunk in split_source(text, args.split_input_file):
-        output, chunk_ok = process_chunk(chunk, source_name, steps, args, context, instrumentation)
-        ok = ok and chunk_ok
-        if output is not None:
-            outputs.append(output)
-    if not ok:
+    results = [
+        process_chunk(chunk, source_name, steps, args, context, instrumentation)
+        for chunk in split_source(text, args.split_input_file)
+    ]
+    if not all(r.ok for r in results):
         return 1
-    write_output(args.output, f"\n{SPLIT_MARKER}\n".join(outputs))
+    to_write = [r.parameters_to_write for r in results if r.parameters_to_write]
+    if len(to_write) > 1:
+        raise CommandError("several chunks created new parameters; they cannot share one parameter file")
+    for weights, module, target in to_write:
+        with context:
+            weights.write_parameters(module, target)
+    write_output(args.output, f"\n{SPLIT_MARKER}\n".join(r.output for r in results if r.output is not None))
     return 0
 
 

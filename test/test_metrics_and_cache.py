@@ -1,0 +1,43 @@
+"""Logit metrics and the compile cache."""
+
+import numpy as np
+
+from harden.runtime.compile_cache import CompileCache
+from harden.runtime.metrics import compare_logits
+
+
+def test_identical_logits_are_perfect():
+    logits = np.random.default_rng(0).standard_normal((2, 5, 11)).astype(np.float32)
+    m = compare_logits(logits, logits)
+    assert m["max_abs_err"] == 0 and m["kl"] == 0 and m["top1_agreement"] == 1
+    assert abs(m["cosine"] - 1) < 1e-12
+
+
+def test_metrics_match_a_hand_computed_case():
+    ref = np.array([[0.0, np.log(3.0)]])  # p = (1/4, 3/4)
+    out = np.array([[np.log(3.0), 0.0]])  # q = (3/4, 1/4)
+    m = compare_logits(ref, out)
+    expected_kl = 0.25 * np.log((1 / 4) / (3 / 4)) + 0.75 * np.log((3 / 4) / (1 / 4))
+    assert abs(m["kl"] - expected_kl) < 1e-12
+    assert m["top1_agreement"] == 0
+    assert abs(m["max_abs_err"] - np.log(3.0)) < 1e-12
+    assert abs(m["cosine"]) < 1e-12
+
+
+def test_cache_hits_and_recovers_from_corruption(tmp_path):
+    cache = CompileCache(tmp_path)
+    calls = []
+
+    def compile_fn():
+        calls.append(1)
+        return b"flatbuffer-bytes"
+
+    data, hit = cache.get_or_compile("module {}", ["--flag"], compile_fn)
+    assert (data, hit) == (b"flatbuffer-bytes", False)
+    assert cache.get_or_compile("module {}", ["--flag"], compile_fn) == (b"flatbuffer-bytes", True)
+    assert cache.get_or_compile("module {}", ["--other"], compile_fn)[1] is False
+    for entry in tmp_path.glob("*.vmfb"):
+        entry.write_bytes(b"truncat")
+    data, hit = cache.get_or_compile("module {}", ["--flag"], compile_fn)
+    assert (data, hit) == (b"flatbuffer-bytes", False)
+    assert len(calls) == 3
