@@ -119,12 +119,16 @@ class IreeModule:
         self._context = rt.SystemContext(vm_modules=modules, config=self._config)
         self._functions = self._context.modules.module
 
-    def call(self, function: str, *args) -> tuple[np.ndarray, ...]:
-        """Calls an exported function; returns its results as numpy arrays."""
+    def call_raw(self, function: str, *args) -> tuple:
+        """Calls an exported function; results stay IREE device arrays (no copy)."""
         try:
-            results = self._functions[function](*args)
+            entry = self._functions[function]
         except KeyError:
             raise IreeError(f"the compiled module has no function '{function}'") from None
-        if not isinstance(results, (list, tuple)):
-            results = (results,)
-        return tuple(np.asarray(r.to_host() if hasattr(r, "to_host") else r) for r in results)
+        results = entry(*args)
+        return tuple(results) if isinstance(results, (list, tuple)) else (results,)
+
+    def call(self, function: str, *args) -> tuple[np.ndarray, ...]:
+        """Calls an exported function; returns its results as numpy arrays (copies: the
+        device buffers behind `to_host()` views are reused once released)."""
+        return tuple(np.array(r.to_host() if hasattr(r, "to_host") else r, copy=True) for r in self.call_raw(function, *args))

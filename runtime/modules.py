@@ -1,0 +1,138 @@
+"""Loading an MLIR file for execution: lowering if needed, IREE compilation with a cache."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch_mlir import ir
+
+from harden.core.context import make_context
+from harden.core.graph import body_ops, functions
+from harden.core.source import parse_module
+from harden.core.tensor_types import tensor_info
+from harden.core.weights import PARAMS_ATTR
+from harden.runtime.compile_cache import CompileCache
+from harden.runtime.importer import PROVENANCE_ATTR, Provenance, load_provenance
+from harden.runtime.iree_exec import IREE_CPU_FLAGS, IreeModule, compile_vmfb, lower_module_for_iree
+ENTRY_POINTS = ("prefill", "decode")
+
+
+class ModuleError(Exception):
+    """A module that cannot be run (missing function, unexpected signature); names it."""
+
+
+@dataclass
+class LoadedModule:
+    """An MLIR file ready for IREE: its lowered text, parameters and signature."""
+
+    path: Path
+    lowered_text: str
+    parameter_file: Path | None
+    provenance: Provenance | None
+    signature: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # function -> (inputs, results)
+    seq_len: int  # prefill length S of prefill(tokens [1, S])
+    max_seq_len: int  # KV-cache positions T of decode(token, pos, k_cache [L, 1, kv, T, hd], v_cache)
+    schedule_summary: dict = field(default_factory=dict)
+
+
+def _needs_lowering(module: ir.Operation) -> bool:
+    return any(
+        op.operation.name.startswith(("torch.", "torch_c.", "harden."))
+        for func in functions(module)
+        for op in body_ops(func)
+    )
+
+
+def load_module(path: str | Path) -> LoadedModule:
+    """Reads an MLIR file (torch/harden level or already lowered) and lowers it for IREE.
+
+    Raises ir.MLIRError for unparsable text, LoweringError if lowering fails,
+    ModuleError if prefill/decode are missing.
+    """
+    path = Path(path)
+    context = make_context()
+    module = parse_module(path.read_text(), str(path), context)
+    attrs = module.attributes
+    provenance = load_provenance(module) if PROVENANCE_ATTR in attrs else None
+    parameter_file = path.parent / attrs[PARAMS_ATTR].maybe_downcast().value if PARAMS_ATTR in attrs else None
+    schedule_summary = _schedule_summary(module)
+    if _needs_lowering(module):
+        lower_module_for_iree(module)
+    signature, inputs = {}, {}
+    for func in functions(module):
+        ftype = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
+        signature[func.sym_name.value] = (tuple(map(str, ftype.inputs)), tuple(map(str, ftype.results)))
+        inputs[func.sym_name.value] = [tensor_info(t) for t in ftype.inputs]
+    missing = [name for name in ENTRY_POINTS if name not in signature]
+    if missing:
+        raise ModuleError(f"'{path}' has no function '{missing[0]}' (harden-import writes prefill and decode)")
+    if len(inputs["prefill"]) != 1 or len(inputs["decode"]) != 4:
+        raise ModuleError(f"'{path}' does not have harden-import's prefill(tokens) and decode(token, pos, k_cache, v_cache)")
+    return LoadedModule(
+        path,
+        module.get_asm(assume_verified=True),
+        parameter_file,
+        provenance,
+        signature,
+        seq_len=inputs["prefill"][0].shape[1],
+        max_seq_len=inputs["decode"][2].shape[3],
+        schedule_summary=schedule_summary,
+    )
+
+
+def _schedule_summary(module: ir.Operation) -> dict:
+    """The static schedule's module summary (harden-stream-schedule), if the module has one."""
+    attrs = module.attributes
+    return {name: str(attrs[name]) for name in attrs if name.startswith("harden.schedule")}
+
+
+class _Progress:
+    """'compiling ... 12 s' on stderr while IREE compiles (a ticking line on a terminal)."""
+
+    def __init__(self, what: str):
+        self.what, self._done = what, threading.Event()
+        self._start = time.perf_counter()
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            threading.Thread(target=self._tick, daemon=True).start()
+        else:
+            print(f"{self.what} ...", file=sys.stderr, flush=True)
+        return self
+
+    def _tick(self):
+        while not self._done.wait(0.5):
+            print(f"\r{self.what} ... {time.perf_counter() - self._start:.0f} s", end="", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        self._done.set()
+        end = "\r" if sys.stderr.isatty() else ""
+        print(f"{end}{self.what} ... done in {time.perf_counter() - self._start:.1f} s", file=sys.stderr, flush=True)
+
+
+@dataclass
+class CompiledModule:
+    module: IreeModule
+    compile_seconds: float
+    cache_hit: bool
+
+
+def compile_module(loaded: LoadedModule, cache: CompileCache | None, driver: str = "local-task") -> CompiledModule:
+    """Compiles (or loads from the cache) a lowered module and loads it into IREE."""
+    start = time.perf_counter()
+    flags = list(IREE_CPU_FLAGS)
+
+    def compile_now() -> bytes:
+        with _Progress(f"compiling {loaded.path} with IREE (llvm-cpu)"):
+            return compile_vmfb(loaded.lowered_text)
+
+    if cache is None:
+        vmfb, hit = compile_now(), False
+    else:
+        vmfb, hit = cache.get_or_compile(loaded.lowered_text, flags, compile_now)
+    module = IreeModule(vmfb, driver=driver, parameter_file=loaded.parameter_file)
+    return CompiledModule(module, time.perf_counter() - start, hit)
