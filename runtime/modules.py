@@ -74,7 +74,8 @@ def load_module(path: str | Path) -> LoadedModule:
         raise ModuleError(f"'{path}' does not have harden-import's prefill(tokens) and decode(token, pos, k_cache, v_cache)")
     return LoadedModule(
         path,
-        module.get_asm(assume_verified=True),
+        # With locations, IREE's diagnostics point into the file the user gave.
+        module.get_asm(assume_verified=True, enable_debug_info=True),
         parameter_file,
         provenance,
         signature,
@@ -108,10 +109,11 @@ class _Progress:
         while not self._done.wait(0.5):
             print(f"\r{self.what} ... {time.perf_counter() - self._start:.0f} s", end="", file=sys.stderr, flush=True)
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         self._done.set()
         end = "\r" if sys.stderr.isatty() else ""
-        print(f"{end}{self.what} ... done in {time.perf_counter() - self._start:.1f} s", file=sys.stderr, flush=True)
+        outcome = "failed after" if exc_type else "done in"
+        print(f"{end}{self.what} ... {outcome} {time.perf_counter() - self._start:.1f} s", file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -1,0 +1,164 @@
+"""harden-run: IREE against PyTorch or another module, tolerances, JSON, cache, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch_mlir import ir
+
+from harden.core.context import make_context
+from harden.core.diagnostics import DiagnosticSink
+from harden.core.graph import ops_named
+from harden.core.source import parse_module
+from harden.core.weights import WeightStore
+from harden.passes.base import Pass
+from harden.pipelines.pass_manager import run_steps
+from harden.runtime.checkpoints import open_model
+from harden.runtime.importer import import_model
+
+BIN = Path(sys.executable).parent
+JSON_KEYS = {
+    "max_abs_err", "mean_abs_err", "cosine", "top1_agreement", "kl",
+    "prefill_tokens_per_s", "decode_tokens_per_s", "reference", "model",
+}
+
+
+class DoubleFirstWeight(Pass):
+    """Test pass: doubles the first linear weight of each function (a deliberately wrong model)."""
+
+    name = "test-double-first-weight"
+
+    def run(self, module, ctx):
+        seen = set()
+        for op in ops_named(module, "torch.aten.linear"):
+            func = op.operation.parent.opview.sym_name.value
+            if func not in seen:
+                seen.add(func)
+                with ir.InsertionPoint(op):
+                    op.operands[1] = ctx.weights.literal(2 * ctx.weights.value_of(op.operands[1]), "f32")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    module = import_model(open_model("tiny"), seq_len=16, max_seq_len=32).module
+    text = module.operation.get_asm()
+    (d / "tiny.mlir").write_text(text)
+    ctx = make_context()
+    wrong = parse_module(text, "tiny.mlir", ctx)
+    assert run_steps(wrong, [DoubleFirstWeight()], DiagnosticSink(), weights=WeightStore())
+    (d / "wrong.mlir").write_text(wrong.get_asm())
+    return d
+
+
+def harden_run(workdir, *args):
+    env = {"HARDEN_CACHE_DIR": str(workdir / "cache"), "PATH": str(BIN)}
+    return subprocess.run([str(BIN / "harden-run"), *map(str, args)], capture_output=True, text=True, cwd=workdir, env=env)
+
+
+def test_unhardened_import_matches_torch_and_second_run_hits_the_cache(workdir):
+    first = harden_run(workdir, "tiny.mlir", "--samples", "2", "--json", "r1.json", "--atol", "1e-4", "--min-top1", "1.0")
+    assert first.returncode == 0, first.stderr
+    result = json.loads((workdir / "r1.json").read_text())
+    assert JSON_KEYS <= set(result)
+    assert result["max_abs_err"] <= 1e-4
+    assert result["top1_agreement"] == 1.0
+    assert result["kl"] < 1e-6 and result["cosine"] > 0.999999
+    assert result["prefill_tokens_per_s"] > 0 and result["decode_tokens_per_s"] > 0
+    assert result["reference"]["kind"] == "torch" and result["reference"]["decode_tokens_per_s"] > 0
+    assert result["model"]["generation"] == result["reference"]["generation"]
+    assert len(result["model"]["generation"]) == 16
+    assert not result["model"]["cache_hit"]
+    assert "top-1 agreement" in first.stdout and "greedy generation" in first.stdout
+
+    second = harden_run(workdir, "tiny.mlir", "--samples", "2", "--json", "r2.json")
+    assert second.returncode == 0, second.stderr
+    assert json.loads((workdir / "r2.json").read_text())["model"]["cache_hit"]
+    assert "compiling" not in second.stderr
+
+
+def test_a_wrong_model_fails_the_named_tolerance(workdir):
+    result = harden_run(workdir, "wrong.mlir", "--samples", "2", "--min-top1", "0.99", "--max-kl", "10")
+    assert result.returncode == 1
+    assert "harden-run: tolerance exceeded: top1_agreement" in result.stderr
+    assert "< --min-top1 0.99" in result.stderr
+    assert "--max-kl" not in result.stderr
+
+
+def test_reference_can_be_another_module_with_prompt_ids(workdir):
+    result = harden_run(workdir, "wrong.mlir", "--reference", "tiny.mlir", "--prompt-ids", "1,5,7,9", "--generate", "4", "--json", "r3.json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((workdir / "r3.json").read_text())
+    assert data["reference"]["kind"] == "mlir" and data["max_abs_err"] > 1e-3
+    assert data["model"]["prompt"] == [1, 5, 7, 9]
+
+
+def test_corrupt_cache_entry_is_recompiled(workdir):
+    harden_run(workdir, "tiny.mlir", "--samples", "1")
+    for entry in (workdir / "cache").glob("*.vmfb"):
+        entry.write_bytes(entry.read_bytes()[:100])
+    result = harden_run(workdir, "tiny.mlir", "--samples", "1", "--json", "r4.json")
+    assert result.returncode == 0, result.stderr
+    assert not json.loads((workdir / "r4.json").read_text())["model"]["cache_hit"]
+
+
+def one_error_line(result, code):
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.startswith("harden-run: error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_module_without_provenance_needs_a_reference(workdir):
+    module = parse_module((workdir / "tiny.mlir").read_text(), "tiny.mlir", make_context())
+    del module.attributes["harden.provenance"]
+    (workdir / "anonymous.mlir").write_text(module.get_asm())
+    line = one_error_line(harden_run(workdir, "anonymous.mlir"), 2)
+    assert "records no provenance" in line and "--reference FILE.mlir" in line
+
+
+def test_modules_with_different_signatures_are_refused(workdir):
+    (workdir / "short.mlir").write_text(import_model(open_model("tiny"), seq_len=8, max_seq_len=32).module.operation.get_asm())
+    line = one_error_line(harden_run(workdir, "tiny.mlir", "--reference", "short.mlir"), 2)
+    assert "different signatures for 'prefill'" in line
+
+
+def test_iree_compile_failure_shows_iree_diagnostic(workdir):
+    # Valid MLIR that IREE's CPU backend cannot compile (a GPU thread id on the host).
+    source = """func.func @prefill(%t: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
+  %0 = tensor.empty() : tensor<1x4x8xf32>
+  %tid = gpu.thread_id x
+  %i = arith.index_cast %tid : index to i64
+  %c = arith.sitofp %i : i64 to f32
+  %1 = linalg.fill ins(%c : f32) outs(%0 : tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+  return %1 : tensor<1x4x8xf32>
+}
+func.func @decode(%t: tensor<1x1xi64>, %p: tensor<1xi64>, %k: tensor<1x1x1x8x2xf32>, %v: tensor<1x1x1x8x2xf32>) -> tensor<1x1x8xf32> {
+  %0 = tensor.empty() : tensor<1x1x8xf32>
+  return %0 : tensor<1x1x8xf32>
+}
+"""
+    (workdir / "uncompilable.mlir").write_text(source)
+    result = harden_run(workdir, "uncompilable.mlir", "--reference", "tiny.mlir", "--no-cache")
+    assert result.returncode == 2  # the signatures differ: caught before compiling
+    result = harden_run(workdir, "uncompilable.mlir", "--reference", "uncompilable.mlir", "--no-cache")
+    line = one_error_line(result, 1)
+    assert line == "harden-run: error: IREE failed to compile 'uncompilable.mlir':"
+    assert "uncompilable.mlir:5:8: error: 'vm.cast.si64.f32' op operand #0 must be 64-bit signless integer" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.mlir"], "cannot open 'missing.mlir': no such file"),
+        (["tiny.mlir", "--prompt-ids", "1,x"], "--prompt-ids must be comma-separated integers"),
+        (["tiny.mlir", "--seq-len", "99"], "--seq-len must be in [1, 16]"),
+        (["tiny.mlir", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_usage_errors_exit_2(workdir, args, message):
+    assert message in one_error_line(harden_run(workdir, *args), 2)
