@@ -138,7 +138,8 @@ def rope_inverse_frequencies(config: LlamaConfig) -> torch.Tensor:
         scaling.high_freq_factor - scaling.low_freq_factor
     )
     smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
-    is_medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+    # logical_and, not `&`: torch-mlir has no lowering for aten.__and__.
+    is_medium = torch.logical_and(wavelen >= high_freq_wavelen, wavelen <= low_freq_wavelen)
     return torch.where(is_medium, smoothed, scaled)
 
 
@@ -254,8 +255,8 @@ class TransformerBlock(nn.Module):
 class Llama(nn.Module):
     """The reference Llama. Weight names follow Meta/llama2.c (tok_embeddings, layers.N.attention.wq, ...).
 
-    Entry points: `prefill(tokens)` and `decode(token, pos, k_cache, v_cache)`; `forward`
-    is `prefill` without the cache outputs' use. See the module docstring for the cache layout.
+    Entry points: `prefill(tokens)` and `decode(token, pos, k_cache, v_cache)`; `forward(tokens)`
+    returns only prefill's logits. See the module docstring for the cache layout.
     """
 
     def __init__(self, config: LlamaConfig):

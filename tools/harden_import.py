@@ -1,15 +1,112 @@
-"""harden-import: not built yet (see the issue list); it refuses to run rather than pretend."""
+"""harden-import: a Llama model -> torch-dialect MLIR with `prefill` and `decode` functions.
 
+The work is done by `harden.runtime.importer` (see its docstring for the module layout,
+provenance and external weights); this file parses arguments and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
 import sys
+import warnings
+from pathlib import Path
 
-from harden.tools.cli import CommandError, run_command
+from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
+
+TOOL = "harden-import"
+
+
+def make_parser() -> ArgumentParser:
+    from harden.runtime.checkpoints import SHAPES
+    from harden.runtime.importer import DEFAULT_MAX_SEQ_LEN, DEFAULT_SEQ_LEN, ENTRIES, FRONTENDS, INLINE_WEIGHT_LIMIT
+
+    parser = ArgumentParser(
+        prog=TOOL,
+        description="Imports a Llama model as torch-dialect MLIR with prefill and KV-cache decode functions.",
+        epilog=(
+            "models:  stories260k (embedded llama2.c checkpoint), tiny (= --random-init tiny),\n"
+            "         a llama2.c .bin file, or a Hugging Face directory (config.json + safetensors)\n"
+            f"shapes:  {', '.join(SHAPES)}\n"
+            f"weights: inline up to {INLINE_WEIGHT_LIMIT >> 20} MiB of f32, else (or with --external-weights)\n"
+            "         in <output without suffix>.safetensors, referenced by harden.param ops"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage_exit_code=1,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="NAME|PATH", help="stories260k, tiny, a llama2.c .bin or a Hugging Face directory")
+    source.add_argument("--random-init", metavar="SHAPE", help="a named shape with seeded random weights")
+    parser.add_argument("--seed", type=int, help="seed of random-init weights (default 0)")
+    parser.add_argument("--frontend", choices=FRONTENDS, help="modeling code to export (default: hf for Hugging Face directories, else reference)")
+    parser.add_argument("--entry", default=",".join(ENTRIES), help="functions to emit, comma-separated (default prefill,decode)")
+    parser.add_argument("--seq-len", type=int, metavar="S", help=f"prefill length (default {DEFAULT_SEQ_LEN}, at most --max-seq-len)")
+    parser.add_argument("--max-seq-len", type=int, metavar="N", help=f"KV-cache positions (default min(model context, {DEFAULT_MAX_SEQ_LEN}))")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--external-weights", dest="external", action="store_const", const=True, help="keep weights in a safetensors file beside the output")
+    weights.add_argument("--inline-weights", dest="external", action="store_const", const=False, help="keep weights inline even for large models")
+    parser.add_argument("-o", dest="output", default="-", help="output file (default: stdout)")
+    return parser
+
+
+def params_file_for(output: str) -> Path:
+    """Where the external weights of `output` go: the same name with suffix .safetensors."""
+    if output == "-":
+        raise CommandError("external weights need an output file (-o FILE), not stdout")
+    params = Path(output).with_suffix(".safetensors")
+    if params.resolve() == Path(output).resolve():
+        raise CommandError(f"output '{output}' would be overwritten by its own parameter file; use a .mlir name")
+    return params
+
+
+def open_source(args):
+    from harden.runtime.checkpoints import RandomInit, open_model
+
+    source = open_model(args.model) if args.model else RandomInit(args.random_init)
+    if args.seed is not None:
+        if not isinstance(source, RandomInit):
+            raise CommandError("--seed applies to random-init models only (--random-init, --model tiny)")
+        source = RandomInit(source.name, seed=args.seed)
+    return source
+
+
+def harden_import(argv: list[str]) -> int:
+    args = make_parser().parse_args(argv)
+    from harden.runtime.checkpoints import FrontendError
+    from harden.runtime.importer import external_by_default, import_model, write_safetensors
+
+    check_output_path(args.output, [args.model] if args.model else [])
+    try:
+        source = open_source(args)
+        external = external_by_default(source.config) if args.external is None else args.external
+        params = params_file_for(args.output) if external else None
+        imported = import_model(
+            source,
+            frontend=args.frontend,
+            entries=tuple(e.strip() for e in args.entry.split(",")),
+            seq_len=args.seq_len,
+            max_seq_len=args.max_seq_len,
+            external_weights=external,
+            params_file=params.name if params else None,
+        )
+        if params:
+            write_safetensors(params, imported.weights, imported.external_weights)
+    except FrontendError as e:
+        raise CommandError(str(e)) from None
+    except OSError as e:
+        raise CommandError(f"'{e.filename}': {e.strerror}" if e.filename else str(e)) from None
+    try:
+        write_output(args.output, imported.mlir_text())
+    except BaseException:
+        if params:
+            params.unlink(missing_ok=True)
+        raise
+    return 0
 
 
 def main(argv=None) -> int:
-    def body():
-        raise CommandError("not implemented yet", 2)
-
-    return run_command("harden-import", body)
+    # torch.export's internals warn about their own deprecated APIs; not the user's concern.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|copyreg).*")
+    return run_command(TOOL, lambda: harden_import(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,171 @@
+"""Hugging Face's own `LlamaForCausalLM` with the prefill/decode interface of the reference model.
+
+harden-import exports Hugging Face's modeling code for HF checkpoints, so the graph is
+what transformers computes, not our re-implementation of it. Four things stand between
+that code and torch-mlir/IREE (TOOLCHAIN.md), handled here:
+1. the rotary `inv_freq` is a non-persistent buffer, which the FX importers cannot
+   resolve: `make_exportable` makes every buffer persistent;
+2. exporting with autograd on leaves a set-grad higher-order op: callers export under
+   `torch.no_grad()`;
+3./4. HF's own mask code calls `torch.diff` and emits a scalar i1 literal, neither of
+   which lowers: we pass a ready 4-D additive mask, which HF uses as is;
+and HF's StaticCache writes with in-place `index_copy_` (no torch-mlir lowering): our
+`ExplicitKVCache` holds the cache tensors given as inputs and writes with a pure scatter.
+
+The KV cache layout is the reference model's: [n_layers, 1, n_kv_heads, max_seq_len, head_dim].
+Needs the `transformers` package (extra `hf`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import LlamaConfig as HfLlamaConfig
+from transformers import LlamaForCausalLM
+from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+from harden.runtime.llama import LlamaConfig, write_cache
+
+
+def hf_config(config: LlamaConfig) -> HfLlamaConfig:
+    """The transformers config of a reference config (rope_layout must be "half")."""
+    if config.rope_layout != "half":
+        raise ValueError("Hugging Face Llama pairs RoPE dimensions as halves; rope_layout must be 'half'")
+    if config.qkv_bias != config.o_bias:
+        raise ValueError("Hugging Face Llama has one attention_bias for q, k, v and o")
+    rope = {"rope_type": "default", "rope_theta": config.rope_theta}
+    if config.rope_scaling is not None:
+        s = config.rope_scaling
+        rope.update(
+            rope_type="llama3",
+            factor=s.factor,
+            low_freq_factor=s.low_freq_factor,
+            high_freq_factor=s.high_freq_factor,
+            original_max_position_embeddings=s.original_max_position_embeddings,
+        )
+    return HfLlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.dim,
+        intermediate_size=config.hidden_dim,
+        num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads,
+        num_key_value_heads=config.n_kv_heads,
+        head_dim=config.head_dim,
+        max_position_embeddings=config.max_seq_len,
+        rms_norm_eps=config.norm_eps,
+        rope_parameters=rope,
+        attention_bias=config.qkv_bias,
+        tie_word_embeddings=config.tie_embeddings,
+        attn_implementation="eager",
+    )
+
+
+def hf_config_from_dict(raw: dict) -> HfLlamaConfig:
+    """The transformers config of a checkpoint's config.json, set up for export."""
+    config = HfLlamaConfig.from_dict(raw)
+    config._attn_implementation = "eager"
+    return config
+
+
+def computed_buffers(config: HfLlamaConfig) -> dict[str, torch.Tensor]:
+    """Buffers transformers computes at construction instead of loading them (the rotary
+    frequencies), by their name in `LlamaForCausalLM`'s state dict."""
+    rotary = LlamaRotaryEmbedding(config)
+    return {f"model.rotary_emb.{name}": buffer for name, buffer in rotary.named_buffers()}
+
+
+def make_exportable(model: LlamaForCausalLM) -> LlamaForCausalLM:
+    """Eval mode, eager attention, all buffers persistent (see the module docstring)."""
+    model.config._attn_implementation = "eager"
+    for module in model.modules():
+        module._non_persistent_buffers_set.clear()
+    return model.eval()
+
+
+class _ExplicitKVLayer(CacheLayerMixin):
+    """One layer's cache: given tensors, updated functionally at the given positions."""
+
+    is_compileable = True
+    is_sliding = False
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor):
+        super().__init__()
+        self.keys, self.values, self.positions = keys, values, positions
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states, value_states) -> None:
+        """The tensors exist from the start."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        self.keys = write_cache(self.keys, key_states, self.positions)
+        self.values = write_cache(self.values, value_states, self.positions)
+        return self.keys, self.values
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.keys.shape[2], 0
+
+    def get_seq_length(self) -> int:
+        return self.keys.shape[2]
+
+    def get_max_length(self) -> int:
+        return self.keys.shape[2]
+
+
+class ExplicitKVCache(Cache):
+    """A transformers Cache over explicit [n_layers, 1, kv_heads, max_seq_len, head_dim]
+    tensors; after the forward pass `stacked()` returns the updated tensors."""
+
+    def __init__(self, k_cache: torch.Tensor, v_cache: torch.Tensor, positions: torch.Tensor):
+        super().__init__(
+            layers=[_ExplicitKVLayer(k_cache[i], v_cache[i], positions) for i in range(k_cache.shape[0])]
+        )
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.stack([layer.keys for layer in self.layers]), torch.stack([layer.values for layer in self.layers])
+
+
+def _additive_mask(allowed: torch.Tensor) -> torch.Tensor:
+    """[S, T] booleans -> [1, 1, S, T] additive float mask (0 or the float32 minimum)."""
+    return torch.where(allowed, 0.0, torch.finfo(torch.float32).min)[None, None]
+
+
+class HfLlama(nn.Module):
+    """A `LlamaForCausalLM` behind the reference model's prefill/decode interface."""
+
+    def __init__(self, model: LlamaForCausalLM):
+        super().__init__()
+        self.hf = make_exportable(model)
+        c = model.config
+        self.n_layers = c.num_hidden_layers
+        self.n_kv_heads = c.num_key_value_heads
+        self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        self.max_seq_len = c.max_position_embeddings
+
+    def empty_cache(self, max_seq_len: int | None = None) -> torch.Tensor:
+        length = self.max_seq_len if max_seq_len is None else max_seq_len
+        return torch.zeros(self.n_layers, 1, self.n_kv_heads, length, self.head_dim)
+
+    def _run(self, tokens, positions, k_cache, v_cache, allowed):
+        cache = ExplicitKVCache(k_cache, v_cache, positions)
+        out = self.hf(
+            input_ids=tokens,
+            attention_mask=_additive_mask(allowed),
+            position_ids=positions[None],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return (out.logits, *cache.stacked())
+
+    def prefill(self, tokens: torch.Tensor, max_seq_len: int | None = None):
+        """tokens [1, S] -> (logits [1, S, vocab], k_cache, v_cache), like `Llama.prefill`."""
+        cache = self.empty_cache(max_seq_len)
+        positions = torch.arange(tokens.shape[1])
+        causal = torch.arange(cache.shape[3])[None, :] <= positions[:, None]
+        return self._run(tokens, positions, cache, cache, causal)
+
+    def decode(self, token, pos, k_cache, v_cache):
+        """token [1, 1] at pos [1] -> (logits [1, 1, vocab], k_cache, v_cache), like `Llama.decode`."""
+        positions = pos.reshape(1)
+        allowed = (torch.arange(k_cache.shape[3]) <= positions)[None, :]
+        return self._run(token, positions, k_cache, v_cache, allowed)
