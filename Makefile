@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job: the embedded stories260k model end to end.
+# The main job: the embedded stories260k model end to end. Import it, harden it with the
+# named pipeline, then compile it with IREE and compare it with the PyTorch model.
 demo: $(STAMP)
 	mkdir -p out
-	$(BIN)/harden-opt test/Inputs/qkv_gqa.mlir --harden-fuse-qkv --harden-ternarize -o out/demo.mlir
-	cat out/demo.mlir
+	$(BIN)/harden-import --model stories260k --seq-len 64 --max-seq-len 256 -o out/stories260k.mlir
+	$(BIN)/harden-opt --harden-pipeline="report=out/ternarize-report.json" out/stories260k.mlir -o out/stories260k.hardened.mlir
+	$(BIN)/harden-run out/stories260k.hardened.mlir --samples 4 --json out/demo.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q test
