@@ -116,33 +116,41 @@ def embedded_model_path(name: str) -> Path:
     return Path(str(resources.files("harden.runtime") / "models" / EMBEDDED_MODELS[name]))
 
 
+def llama2c_layout(config: LlamaConfig) -> list[tuple[str | None, tuple[int, ...], bool]]:
+    """(name, shape, stacked over layers) of a llama2.c file's tensors, in file order.
+
+    Name None marks the two legacy RoPE tables [seq_len, head_dim/2] (cos, then sin),
+    which the reference model does not read: it computes RoPE from positions.
+    """
+    c = config
+    q_dim = c.n_heads * c.head_dim
+    layout: list[tuple[str | None, tuple[int, ...], bool]] = [
+        ("tok_embeddings.weight", (c.vocab_size, c.dim), False),
+        ("attention_norm.weight", (c.dim,), True),
+        ("attention.wq.weight", (q_dim, c.dim), True),
+        ("attention.wk.weight", (c.kv_dim, c.dim), True),
+        ("attention.wv.weight", (c.kv_dim, c.dim), True),
+        ("attention.wo.weight", (c.dim, q_dim), True),
+        ("ffn_norm.weight", (c.dim,), True),
+        ("feed_forward.w1.weight", (c.hidden_dim, c.dim), True),
+        ("feed_forward.w2.weight", (c.dim, c.hidden_dim), True),
+        ("feed_forward.w3.weight", (c.hidden_dim, c.dim), True),
+        ("norm.weight", (c.dim,), False),
+        (None, (2, c.max_seq_len, c.head_dim // 2), False),
+    ]
+    if not c.tie_embeddings:
+        layout.append(("output.weight", (c.vocab_size, c.dim), False))
+    return layout
+
+
 class Llama2cWeights(WeightSource):
     """Memory-mapped llama2.c tensors; layer l of a stacked [L, ...] tensor is one weight."""
 
     def __init__(self, path: Path, config: LlamaConfig):
         c = config
-        q_dim = c.n_heads * c.head_dim
-        # (name, shape, stacked over layers) in file order; name None marks the two legacy
-        # RoPE tables [seq_len, head_dim/2], skipped: the model recomputes them from positions.
-        layout: list[tuple[str | None, tuple[int, ...], bool]] = [
-            ("tok_embeddings.weight", (c.vocab_size, c.dim), False),
-            ("attention_norm.weight", (c.dim,), True),
-            ("attention.wq.weight", (q_dim, c.dim), True),
-            ("attention.wk.weight", (c.kv_dim, c.dim), True),
-            ("attention.wv.weight", (c.kv_dim, c.dim), True),
-            ("attention.wo.weight", (c.dim, q_dim), True),
-            ("ffn_norm.weight", (c.dim,), True),
-            ("feed_forward.w1.weight", (c.hidden_dim, c.dim), True),
-            ("feed_forward.w2.weight", (c.dim, c.hidden_dim), True),
-            ("feed_forward.w3.weight", (c.hidden_dim, c.dim), True),
-            ("norm.weight", (c.dim,), False),
-            (None, (2, c.max_seq_len, c.head_dim // 2), False),
-        ]
-        if not c.tie_embeddings:
-            layout.append(("output.weight", (c.vocab_size, c.dim), False))
         self._offsets: dict[str, tuple[int, tuple[int, ...]]] = {}
         offset = 0
-        for name, shape, per_layer in layout:
+        for name, shape, per_layer in llama2c_layout(c):
             size = int(np.prod(shape))
             for i in range(c.n_layers if per_layer else 1):
                 if name is not None:
@@ -161,6 +169,41 @@ class Llama2cWeights(WeightSource):
         start, shape = self._offsets[name]
         size = int(np.prod(shape))
         return torch.from_numpy(np.array(self._data[start : start + size]).reshape(shape))
+
+
+def write_llama2c(path: Path, config: LlamaConfig, state_dict: dict[str, torch.Tensor]) -> None:
+    """Writes a model as a llama2.c (version 0) checkpoint that `Llama2cCheckpoint` and
+    llama2.c's run.c read; refuses configs the format cannot express."""
+    c = config
+    unsupported = [
+        why
+        for why, bad in (
+            ("q/k/v or o biases", c.qkv_bias or c.o_bias),
+            ("the half-split RoPE layout", c.rope_layout != "adjacent"),
+            ("a RoPE theta other than 10000", c.rope_theta != 10000.0 or c.rope_scaling is not None),
+            ("an RMSNorm epsilon other than 1e-5", c.norm_eps != 1e-5),
+            ("a head_dim other than dim / n_heads", c.head_dim * c.n_heads != c.dim),
+        )
+        if bad
+    ]
+    if unsupported:
+        raise FrontendError(f"a llama2.c checkpoint cannot hold a model with {unsupported[0]}")
+    vocab = c.vocab_size if c.tie_embeddings else -c.vocab_size
+    parts = [np.frombuffer(LLAMA2C_HEADER.pack(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, vocab, c.max_seq_len), np.uint8)]
+    for name, shape, per_layer in llama2c_layout(c):
+        if name is None:  # computed as llama2.c's export.py does, in float32
+            freqs = 1.0 / (10000.0 ** (torch.arange(0, c.head_dim, 2)[: c.head_dim // 2].float() / c.head_dim))
+            angles = torch.outer(torch.arange(c.max_seq_len), freqs).float()
+            tables = [torch.cos(angles).numpy(), torch.sin(angles).numpy()]
+        else:
+            names = [f"layers.{i}.{name}" for i in range(c.n_layers)] if per_layer else [name]
+            tables = [state_dict[n].detach().cpu().numpy() for n in names]
+        parts += [np.ascontiguousarray(t, dtype="<f4").view(np.uint8).reshape(-1) for t in tables]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        for part in parts:
+            f.write(part.tobytes())
+    tmp.replace(path)
 
 
 class Llama2cCheckpoint:
