@@ -2,6 +2,8 @@
 
 from harden.passes.base import Pass
 from harden.passes.fuse_qkv import FuseQKV
+from harden.passes.stream_schedule import StreamSchedule
+from harden.passes.verify_schedule import VerifySchedule
 from harden.passes.lower_harden import LowerHardenOps
 from harden.passes.ternarize import Ternarize
 
@@ -9,6 +11,8 @@ PASS_CLASSES: list[type[Pass]] = [
     FuseQKV,
     Ternarize,
     LowerHardenOps,
+    StreamSchedule,
+    VerifySchedule,
 ]
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in PASS_CLASSES}

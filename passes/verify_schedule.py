@@ -1,0 +1,102 @@
+"""harden-verify-schedule: re-checks the static schedule a module carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch_mlir import ir
+
+from harden.core.graph import body_ops, functions
+from harden.passes.base import Pass, PassContext, PassFailure, PassOptionError, option
+from harden.schedule.attributes import END_ATTR, START_ATTR, is_scheduled, read_summary, recorded_end
+from harden.schedule.check import check_solution
+from harden.schedule.machine import MachineError, load_machine
+from harden.schedule.ops import ScheduleError
+from harden.schedule.schedules import load_schedule
+
+# Summary fields checked against the numbers recomputed from the op attributes.
+_SUMMARY_FIELDS = {
+    "makespan_cycles": lambda s: s.makespan_cycles,
+    "lower_bound_cycles": lambda s: s.lower_bound_cycles,
+    "critical_path_cycles": lambda s: s.bounds.critical_path,
+    "sram_peak_bytes": lambda s: s.sram_peak_bytes,
+    "chips": lambda s: s.chips,
+}
+
+
+@dataclass
+class VerifySchedule(Pass):
+    """Check a module's static schedule: dependences, unit capacity, SRAM and its summary.
+
+    Rebuilds each scheduled function's problem from the IR and the machine model (the one
+    recorded in `harden.schedule`, or the `machine` option), reads the schedule from the op
+    attributes (written by harden-stream-schedule or by hand) and reports every violation
+    as an error at its op: a tile starting before an operand it reads is ready, two tiles
+    on one unit at once, a unit that cannot run the op, SRAM over capacity, a `harden.end`
+    that disagrees with the tiles, a summary that disagrees with the attributes. Needs no
+    solver. Fails if anything is wrong or no function is scheduled.
+    """
+
+    name = "harden-verify-schedule"
+
+    machine: str = option("", "machine model to check against (default: the one the schedule records)")
+    tile: int = option(-1, "stream tile the schedule was made with (default: the recorded one, else 0)")
+    max_tiles: int = option(0, "most tiles per op the schedule was made with (default: the recorded one, else 16)")
+
+    def validate(self) -> None:
+        if self.machine:
+            try:
+                load_machine(self.machine)
+            except MachineError as e:
+                raise PassOptionError(f"option 'machine' of '{self.name}': {e}") from None
+
+    def run(self, module: ir.Operation, ctx: PassContext) -> None:
+        scheduled = [f for f in functions(module) if is_scheduled(f)]
+        if not scheduled:
+            raise ctx.fail(module, "no scheduled function to verify (run harden-stream-schedule first)")
+        errors = 0
+        for func in scheduled:
+            errors += self._verify(func, ctx)
+        if errors:
+            raise PassFailure(f"{errors} schedule violation(s)")
+
+    def _verify(self, func, ctx: PassContext) -> int:
+        if not any(START_ATTR in op.operation.attributes for op in body_ops(func)):
+            ctx.fail(func, "has a schedule summary but no op carries 'harden.start' (was it lowered after scheduling?)")
+            return 1
+        try:
+            result, issues = load_schedule(
+                func,
+                machine=self.machine or None,
+                tile=self.tile if self.tile >= 0 else None,
+                max_tiles=self.max_tiles or None,
+            )
+        except (ScheduleError, MachineError) as e:
+            ctx.fail(getattr(e, "op", func), getattr(e, "message", str(e)))
+            return 1
+        if issues:
+            for issue in issues:
+                ctx.fail(issue.op, issue.message)
+            return len(issues)
+        problem, solution, binding = result.problem, result.solution, result.binding
+        errors = 0
+        for v in check_solution(problem, solution):
+            ctx.fail(self._where(result, func, v.op), v.message)
+            errors += 1
+        for index, op in enumerate(problem.operations):
+            recorded = recorded_end(binding, problem, index)
+            actual = solution.op_end(problem, index)
+            if recorded is not None and recorded != actual:
+                what = f"'{END_ATTR}'" if op.transfer is None else f"the transfer to chip {op.transfer[2]}'s end"
+                ctx.fail(binding.ir_ops[index], f"{what} is {recorded} but its tiles end at cycle {actual}")
+                errors += 1
+        summary = read_summary(func)
+        for key, compute in _SUMMARY_FIELDS.items():
+            if key in summary and summary[key] != compute(result.summary):
+                ctx.fail(func, f"harden.schedule {key} = {summary[key]} but the schedule gives {compute(result.summary)}")
+                errors += 1
+        return errors
+
+    @staticmethod
+    def _where(result, func, op_index):
+        return func if op_index is None else result.binding.ir_ops[op_index]

@@ -1,0 +1,221 @@
+"""The tile-level task graph of a Problem, its critical path and its lower bound.
+
+Shared by the solver (critical-path priorities) and by the summary and the checker (the
+lower bound a makespan is compared with).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from harden.schedule.problem import Problem
+
+
+@dataclass
+class TaskGraph:
+    """Tasks are (op, tile) pairs numbered op by op; `succ[t]` lists (task, delay)."""
+
+    offsets: list[int]
+    op_of: list[int]
+    duration: list[int]
+    pool: list[int | None]
+    succ: list[list[tuple[int, int]]]
+    pred_count: list[int]
+
+    @property
+    def size(self) -> int:
+        return len(self.op_of)
+
+
+def task_graph(problem: Problem) -> TaskGraph:
+    offsets, op_of, duration, pool = [], [], [], []
+    for index, op in enumerate(problem.operations):
+        offsets.append(len(op_of))
+        op_of.extend([index] * op.tiles)
+        duration.extend(op.durations)
+        pool.extend([op.pool] * op.tiles)
+    succ: list[list[tuple[int, int]]] = [[] for _ in op_of]
+    pred_count = [0] * len(op_of)
+    for dep in problem.dependences:
+        base_p, base_c = offsets[dep.producer], offsets[dep.consumer]
+        for t, tiles in enumerate(dep.ranges):
+            if tiles is None:
+                continue
+            consumer = base_c + t
+            for i in range(tiles[0], tiles[1] + 1):
+                succ[base_p + i].append((consumer, dep.delay))
+            pred_count[consumer] += tiles[1] - tiles[0] + 1
+    return TaskGraph(offsets, op_of, duration, pool, succ, pred_count)
+
+
+def tails(graph: TaskGraph) -> list[int]:
+    """Longest path from each task's start to the end of the schedule (its own time included).
+
+    Tasks are numbered in a topological order (ops in program order, tiles within an op
+    are independent), so one backward sweep suffices.
+    """
+    tail = [0] * graph.size
+    for t in reversed(range(graph.size)):
+        longest = 0
+        for s, delay in graph.succ[t]:
+            if delay + tail[s] > longest:
+                longest = delay + tail[s]
+        tail[t] = graph.duration[t] + longest
+    return tail
+
+
+def heads(graph: TaskGraph) -> list[int]:
+    """Longest path from the start of the schedule to each task's start."""
+    head = [0] * graph.size
+    for t in range(graph.size):
+        end = head[t] + graph.duration[t]
+        for s, delay in graph.succ[t]:
+            if end + delay > head[s]:
+                head[s] = end + delay
+    return head
+
+
+def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
+    """A lower bound that charges each op for the work its unit pool must finish first.
+
+    Every tile an op X transitively needs on X's own unit pool (X's tiles included) must
+    run on that pool's m units, none before the earliest of them may start, so X cannot
+    complete before that earliest start + their work / m. The same holds, plus one of X's
+    own tiles, for the pools of X's producers (seen through views), whose contention the
+    critical path ignores (q's and k's data movement sharing the switch units before
+    attention, say). Consumers that need all of X
+    cannot start before X completes, which carries the bound down a chain of layers:
+    when each layer's attention or matrix work sits on its own units, the plain bounds
+    count one layer's work, this one counts every layer's. The result is valid (no
+    schedule is shorter): earliest starts, work and tails are all lower bounds.
+    """
+    n = graph.size
+    ancestors = [0] * n  # bit q set: task q must finish before this task starts
+    for t in range(n):
+        reach = ancestors[t] | (1 << t)
+        for s, _ in graph.succ[t]:
+            ancestors[s] |= reach
+    pool_tasks: dict[int, list[int]] = {}
+    for t in range(n):
+        if graph.pool[t] is not None:
+            pool_tasks.setdefault(graph.pool[t], []).append(t)
+    masks: dict[int, dict[int, int]] = {}
+    for pool, tasks in pool_tasks.items():
+        by_duration: dict[int, int] = {}
+        for t in tasks:
+            by_duration[graph.duration[t]] = by_duration.get(graph.duration[t], 0) | (1 << t)
+        masks[pool] = by_duration
+
+    head = [0] * n
+    complete = [0] * len(problem.operations)
+    outgoing: dict[int, list] = {}
+    for dep in problem.dependences:
+        outgoing.setdefault(dep.producer, []).append(dep)
+    pool_earliest: dict[int, int] = {}
+    after_all = [0] * len(problem.operations)
+    near_pools = _producer_pools(problem)
+    best = 0
+    for index, op in enumerate(problem.operations):
+        base = graph.offsets[index]
+        tiles = range(base, base + op.tiles)
+        done = max(head[t] + graph.duration[t] for t in tiles)
+        # Some tile of X runs after all of a producer it reads whole (through views too).
+        done = max(done, after_all[index] + min(graph.duration[t] for t in tiles))
+        needed = 0
+        for t in tiles:
+            needed |= ancestors[t] | (1 << t)
+        if op.pool is not None:
+            # The needed tasks are this op's tiles and earlier ops' (already final): the
+            # earliest start seen so far on the pool is at most theirs.
+            for t in tiles:
+                pool_earliest[op.pool] = min(pool_earliest.get(op.pool, head[t]), head[t])
+        shortest = min(graph.duration[t] for t in tiles)
+        for pool in near_pools[index] | ({op.pool} if op.pool is not None else set()):
+            work = sum(d * (needed & mask).bit_count() for d, mask in masks[pool].items())
+            finish = pool_earliest[pool] + math.ceil(work / len(problem.pools[pool].units))
+            done = max(done, finish if pool == op.pool else finish + shortest)
+        complete[index] = done
+        best = max(best, done + min(tail[t] - graph.duration[t] for t in tiles))
+        for t in tiles:  # tile-level pushes, as for heads
+            end = head[t] + graph.duration[t]
+            for s, delay in graph.succ[t]:
+                if end + delay > head[s]:
+                    head[s] = end + delay
+        for dep in outgoing.get(index, []):  # consumers needing all of X wait for X to complete
+            whole = (0, op.tiles - 1)
+            covered = [False] * op.tiles
+            for tile, tiles_needed in enumerate(dep.ranges):
+                if tiles_needed == whole:
+                    s = graph.offsets[dep.consumer] + tile
+                    head[s] = max(head[s], done + dep.delay)
+                if tiles_needed is not None:
+                    covered[tiles_needed[0]: tiles_needed[1] + 1] = [True] * (tiles_needed[1] - tiles_needed[0] + 1)
+            if all(covered):
+                after_all[dep.consumer] = max(after_all[dep.consumer], done + dep.delay)
+    return best
+
+
+def _producer_pools(problem: Problem) -> list[set[int]]:
+    """The unit pools of each op's producers, looking through free ops (views)."""
+    producers: list[list[int]] = [[] for _ in problem.operations]
+    for dep in problem.dependences:
+        producers[dep.consumer].append(dep.producer)
+    near: list[set[int]] = []
+    for index in range(len(problem.operations)):  # producers come first
+        pools: set[int] = set()
+        for p in producers[index]:
+            pool = problem.operations[p].pool
+            if pool is None:
+                pools |= near[p]
+            else:
+                pools.add(pool)
+        near.append(pools)
+    return near
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """No valid schedule is shorter than `value` = max(critical path, resource bound).
+
+    The resource bound of a unit pool is its work divided among its units, plus the least
+    time any of its tiles must wait before it can start (its head) and the least time
+    that must follow the end of any of its tiles (its tail): a pool cannot start before
+    its earliest head, is busy for at least work / units cycles, and whichever tile ends
+    last is still followed by its tail. With heads and tails of 0 this is the plain
+    "each unit's total work" bound.
+    """
+
+    critical_path: int
+    resource: int
+    resource_pool: str | None
+    energetic: int = 0
+
+    @property
+    def value(self) -> int:
+        return max(self.critical_path, self.resource, self.energetic)
+
+
+def lower_bound(problem: Problem, graph: TaskGraph | None = None) -> Bounds:
+    graph = graph or task_graph(problem)
+    tail = tails(graph)
+    head = heads(graph)
+    critical = max(tail, default=0)
+    pools = len(problem.pools)
+    work, first, last = [0] * pools, [None] * pools, [None] * pools
+    for t in range(graph.size):
+        pool = graph.pool[t]
+        if pool is None:
+            continue
+        work[pool] += graph.duration[t]
+        after = tail[t] - graph.duration[t]
+        first[pool] = head[t] if first[pool] is None else min(first[pool], head[t])
+        last[pool] = after if last[pool] is None else min(last[pool], after)
+    resource, pool_name = 0, None
+    for index, pool in enumerate(problem.pools):
+        if first[index] is None:
+            continue
+        bound = first[index] + math.ceil(work[index] / len(pool.units)) + last[index]
+        if bound > resource:
+            resource, pool_name = bound, pool.name
+    return Bounds(critical, resource, pool_name, energetic_bound(problem, graph, tail))
