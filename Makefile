@@ -20,7 +20,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	mkdir -p out
 	$(BIN)/harden-import --model stories260k --seq-len 64 --max-seq-len 256 -o out/stories260k.mlir
-	$(BIN)/harden-opt --harden-pipeline="report=out/ternarize-report.json" out/stories260k.mlir -o out/stories260k.hardened.mlir
+	$(BIN)/harden-opt --harden-pipeline="machine=tsp report=out/ternarize-report.json" out/stories260k.mlir \
+	    --schedule-report out/schedule.json --schedule-gantt out/schedule.png -o out/stories260k.hardened.mlir
 	$(BIN)/harden-run out/stories260k.hardened.mlir --samples 4 --json out/demo.json
 
 test: $(STAMP)

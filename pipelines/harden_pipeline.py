@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from harden.passes.fuse_qkv import FuseQKV
 from harden.passes.base import option
+from harden.passes.fuse_qkv import FuseQKV
+from harden.passes.stream_schedule import StreamSchedule
 from harden.passes.ternarize import Ternarize
+from harden.passes.verify_schedule import VerifySchedule
 from harden.pipelines.base import Pipeline
 from harden.pipelines.lower_to_linalg import LowerToLinalg
+from harden.schedule.schedules import DEFAULT_TILE
 
 # Options handed through to harden-ternarize unchanged.
 TERNARIZE_OPTIONS = ("method", "scale", "group_size", "planes", "skip", "classifier", "report")
@@ -17,7 +20,7 @@ TERNARIZE_OPTIONS = ("method", "scale", "group_size", "planes", "skip", "classif
 
 @dataclass
 class HardenPipeline(Pipeline):
-    """Fuse QKV, ternarize, lower to linalg: from `harden-import` output to IREE's input."""
+    """Fuse QKV, ternarize, schedule, lower to linalg: from `harden-import` output to IREE's input."""
 
     name = "harden-pipeline"
 
@@ -29,6 +32,9 @@ class HardenPipeline(Pipeline):
     skip: tuple[str, ...] = option((), "see harden-ternarize")
     classifier: bool = option(False, "see harden-ternarize")
     report: str = option("", "see harden-ternarize")
+    schedule: bool = option(True, "statically schedule the harden-level graph (and verify the schedule)")
+    machine: str = option("tsp", "see harden-stream-schedule: tsp, hardwired or a JSON file")
+    tile: int = option(DEFAULT_TILE, "see harden-stream-schedule")
     lower: bool = option(True, "lower to linalg at the end (false: stop at the harden-level graph)")
 
     def _ternarize_pass(self) -> Ternarize:
@@ -36,13 +42,20 @@ class HardenPipeline(Pipeline):
         tern.explicit_options = frozenset(getattr(self, "explicit_options", ())) & set(TERNARIZE_OPTIONS)
         return tern
 
+    def _schedule_pass(self) -> StreamSchedule:
+        return StreamSchedule(machine=self.machine, tile=self.tile)
+
     def validate(self) -> None:
         self._ternarize_pass().validate()
+        if self.schedule:
+            self._schedule_pass().validate()
 
     def steps(self):
         steps = [FuseQKV()]
         if self.ternarize:
             steps.append(self._ternarize_pass())
+        if self.schedule:
+            steps += [self._schedule_pass(), VerifySchedule()]
         if self.lower:
             steps += LowerToLinalg().steps()
         return steps

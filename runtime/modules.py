@@ -36,7 +36,7 @@ class LoadedModule:
     signature: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # function -> (inputs, results)
     seq_len: int  # prefill length S of prefill(tokens [1, S])
     max_seq_len: int  # KV-cache positions T of decode(token, pos, k_cache [L, 1, kv, T, hd], v_cache)
-    schedule_summary: dict = field(default_factory=dict)
+    schedule_summary: dict[str, dict] = field(default_factory=dict)  # function -> harden.schedule
 
 
 def _needs_lowering(module: ir.Operation) -> bool:
@@ -85,10 +85,22 @@ def load_module(path: str | Path) -> LoadedModule:
     )
 
 
-def _schedule_summary(module: ir.Operation) -> dict:
-    """The static schedule's module summary (harden-stream-schedule), if the module has one."""
-    attrs = module.attributes
-    return {name: str(attrs[name]) for name in attrs if name.startswith("harden.schedule")}
+def _schedule_summary(module: ir.Operation) -> dict[str, dict]:
+    """Each function's static-schedule summary (`harden.schedule`, which survives the
+    lowering), as plain Python values, by function name."""
+    summaries = {}
+    for func in functions(module):
+        if "harden.schedule" in func.attributes:
+            summary = ir.DictAttr(func.attributes["harden.schedule"])
+            summaries[func.sym_name.value] = {a.name: _python_value(a.attr) for a in summary}
+    return summaries
+
+
+def _python_value(attr: ir.Attribute):
+    attr = attr.maybe_downcast()
+    if isinstance(attr, ir.DictAttr):
+        return {a.name: _python_value(a.attr) for a in attr}
+    return attr.value if hasattr(attr, "value") else str(attr)
 
 
 class _Progress:

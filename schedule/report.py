@@ -8,9 +8,10 @@ stream-schedule pass hands them the schedules it just made instead.
 
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 
+from harden.core.files import write_atomically
 from harden.core.graph import functions
 from harden.schedule.attributes import is_scheduled
 from harden.schedule.layers import layer_label
@@ -106,7 +107,7 @@ def schedule_report(schedules: list[ScheduledFunction]) -> dict:
 def write_schedule_report(module, path: str, schedules: list[ScheduledFunction] | None = None) -> None:
     """Writes the summary and per-op rows of every scheduled function as JSON."""
     schedules = schedules if schedules is not None else load_module_schedules(module)
-    Path(path).write_text(json.dumps(schedule_report(schedules), indent=1) + "\n")
+    write_atomically(path, json.dumps(schedule_report(schedules), indent=1) + "\n")
 
 
 def schedule_summary_text(module=None, schedules: list[ScheduledFunction] | None = None) -> str:
@@ -169,7 +170,9 @@ def write_schedule_gantt(module, path: str, schedules: list[ScheduledFunction] |
         handles = [Patch(color=_layer_colour(cmap, layer, problem.layer_count), label=layer_label(layer, problem.layer_count)) for layer in shown]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title="layer", title_fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    write_atomically(path, png.getvalue())
     plt.close(fig)
 
 

@@ -5,6 +5,7 @@
 - plain post-training ternarization really rewrites the model (its accuracy is reported).
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,20 @@ def test_pipeline_shows_five_fused_qkv_per_function(work):
     assert after_fuse.count('"harden.fused_qkv"') == 2 * 5  # prefill and decode, 5 layers each
     lowered = (work / "h.mlir").read_text()
     assert "torch." not in lowered and '"harden.' not in lowered
+
+
+def test_pipeline_schedules_with_report_and_gantt(work):
+    tool(
+        "harden-opt", "--harden-pipeline=machine=tsp lower=false", work / "m.mlir",
+        "--schedule-report", work / "schedule.json", "--schedule-gantt", work / "gantt.png", "-o", work / "s.mlir",
+    )
+    report = json.loads((work / "schedule.json").read_text())
+    assert set(report["functions"]) == {"prefill", "decode"}
+    assert report["functions"]["decode"]["summary"]["makespan_cycles"] > 0
+    assert (work / "gantt.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    tool("harden-opt", "--harden-verify-schedule", work / "s.mlir", "-o", work / "verified.mlir")
+    scheduled = (work / "s.mlir").read_text()
+    assert "harden.start" in scheduled and "makespan_cycles" in scheduled
 
 
 def test_fuse_qkv_alone_matches_the_unfused_import(work, cache):

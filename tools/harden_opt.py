@@ -16,6 +16,7 @@ from harden.core.source import SPLIT_MARKER, SourceError, parse_module, read_sou
 from harden.core.verify_diagnostics import check_diagnostics
 from harden.core.weights import PARAMS_ATTR, WeightError, WeightStore, parameter_file_of, resource_blobs
 from harden.passes import PASSES
+from harden.passes.stream_schedule import StreamSchedule
 from harden.pipelines.pass_manager import Instrumentation, build_pass_manager, run_steps
 from harden.pipelines.pipeline_text import PipelineError, make_step, steps_from_text
 from harden.pipelines.registry import PIPELINES
@@ -75,6 +76,8 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--mlir-print-debuginfo", action="store_true", help="print locations in the output")
     parser.add_argument("--mlir-elide-elementsattrs-if-larger", type=int, metavar="N", help="elide constants with more than N elements when printing")
     parser.add_argument("--allow-unregistered-dialect", action="store_true", help="accept ops of unknown dialects")
+    parser.add_argument("--schedule-report", metavar="FILE", help="JSON report of the static schedule (sets report= of harden-stream-schedule)")
+    parser.add_argument("--schedule-gantt", metavar="FILE", help="Gantt chart (PNG) of the static schedule (sets gantt= of harden-stream-schedule)")
     parser.add_argument("--list-passes", action="store_true", help="list the registered passes and pipelines and exit")
     return parser
 
@@ -84,13 +87,25 @@ def resolve_steps(args, pass_flags):
         raise CommandError("--pass-pipeline cannot be combined with pass flags like --" + pass_flags[0][0])
     try:
         if args.pass_pipeline:
-            return steps_from_text(args.pass_pipeline)
-        steps = []
-        for name, options in pass_flags:
-            steps += make_step(name, options)
-        return steps
+            steps = steps_from_text(args.pass_pipeline)
+        else:
+            steps = [step for name, options in pass_flags for step in make_step(name, options)]
     except PipelineError as e:
         raise CommandError(str(e)) from None
+    direct_schedule_outputs(steps, args)
+    return steps
+
+
+def direct_schedule_outputs(steps, args) -> None:
+    """--schedule-report/--schedule-gantt set the outputs of the pipeline's scheduler."""
+    if not (args.schedule_report or args.schedule_gantt):
+        return
+    schedulers = [step for step in steps if isinstance(step, StreamSchedule)]
+    if not schedulers:
+        raise CommandError("--schedule-report and --schedule-gantt need a pipeline that runs harden-stream-schedule")
+    for scheduler in schedulers:
+        scheduler.report = args.schedule_report or scheduler.report
+        scheduler.gantt = args.schedule_gantt or scheduler.gantt
 
 
 @dataclass

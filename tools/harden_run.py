@@ -152,9 +152,16 @@ def print_report(result, description, schedule_summary):
     print(f"  reference  {' '.join(map(str, ref['generation']))}")
     if schedule_summary:
         print()
-        print("static schedule:")
-        for key, value in schedule_summary.items():
-            print(f"  {key} = {value}")
+        print("static schedule (harden-stream-schedule, projected on the machine model):")
+        for function, s in schedule_summary.items():
+            line = (
+                f"  @{function} on {s['machine']}: {s['makespan_cycles']} cycles, lower bound "
+                f"{s['lower_bound_cycles']} (ratio {s['makespan_over_lower_bound']:.3f}), "
+                f"SRAM peak {s['sram_peak_bytes'] / 2**20:.1f} MiB"
+            )
+            if s.get("tokens_per_s"):
+                line += f", {s['tokens_per_s']:,.0f} tokens/s"
+            print(line)
 
 
 def run(argv: list[str]) -> int:
