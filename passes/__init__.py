@@ -2,17 +2,20 @@
 
 from harden.passes.base import Pass
 from harden.passes.fuse_qkv import FuseQKV
-from harden.passes.stream_schedule import StreamSchedule
-from harden.passes.verify_schedule import VerifySchedule
 from harden.passes.lower_harden import LowerHardenOps
+from harden.passes.lower_linear import LowerLinear
+from harden.passes.stream_schedule import StreamSchedule
 from harden.passes.ternarize import Ternarize
+from harden.passes.verify_schedule import VerifySchedule
 
+# In pipeline order, as --list-passes shows them.
 PASS_CLASSES: list[type[Pass]] = [
     FuseQKV,
     Ternarize,
-    LowerHardenOps,
     StreamSchedule,
     VerifySchedule,
+    LowerHardenOps,
+    LowerLinear,
 ]
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in PASS_CLASSES}

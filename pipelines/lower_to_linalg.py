@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harden.passes.lower_harden import LowerHardenOps
+from harden.passes.lower_linear import LowerLinear
 from harden.pipelines.base import Pipeline
 
 # torch-mlir's own lowering. The torchdynamo pipeline accepts the torch_c casts and
@@ -24,4 +25,4 @@ class LowerToLinalg(Pipeline):
     name = "harden-lower-to-linalg"
 
     def steps(self):
-        return [LowerHardenOps(), *TORCH_TO_LINALG]
+        return [LowerHardenOps(), LowerLinear(), *TORCH_TO_LINALG]
