@@ -44,6 +44,10 @@ _NUMPY_DTYPE = {
 # Module attribute naming the safetensors file of the module's `harden.param` tensors.
 PARAMS_ATTR = "harden.params"
 
+# Symbol prefix of the external `ml_program.global` that holds parameter `name` once
+# the lowering has replaced its `harden.param` ops: `@param.<name>`.
+PARAM_SYMBOL_PREFIX = "param."
+
 # Discardable attribute naming a weight constant (e.g. "layers.0.attention.wq.weight"):
 # it survives printing and parsing, unlike locations, so layer names reach every pass.
 WEIGHT_NAME = "harden.name"
@@ -188,18 +192,26 @@ class WeightStore:
         points the module's `harden.params` at it (by file name: it sits beside the MLIR)."""
         from safetensors.numpy import save_file
 
-        names = sorted(
-            {
-                op.operation.attributes["param_name"].maybe_downcast().value
-                for func in functions(module)
-                for op in body_ops(func)
-                if op.operation.name == "harden.param"
-            }
-        )
+        names = sorted(parameter_names(module))
         tmp = path.with_name(f".{path.name}.tmp")
         save_file({name: np.ascontiguousarray(self._parameter(name)) for name in names}, str(tmp))
         tmp.replace(path)
         module.attributes[PARAMS_ATTR] = ir.StringAttr.get(path.name)
+
+
+def parameter_names(module: ir.Operation) -> set[str]:
+    """The parameters a module uses: `harden.param` ops, or their lowered globals."""
+    names = set()
+    for op in module.regions[0].blocks[0].operations:
+        if op.operation.name == "ml_program.global":
+            symbol = op.operation.attributes["sym_name"].maybe_downcast().value
+            if symbol.startswith(PARAM_SYMBOL_PREFIX):
+                names.add(symbol[len(PARAM_SYMBOL_PREFIX):])
+    for func in functions(module):
+        for op in body_ops(func):
+            if op.operation.name == "harden.param":
+                names.add(op.operation.attributes["param_name"].maybe_downcast().value)
+    return names
 
 
 def _splat_scalar(dense: ir.DenseElementsAttr):

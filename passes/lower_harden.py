@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from torch_mlir import ir
-from torch_mlir.dialects import arith, linalg, ml_program
+from torch_mlir.dialects import arith, func, linalg, ml_program
 
-from harden.core.graph import ops_named
+from harden.core.graph import defining_op, ops_named
 from harden.core.tensor_types import tensor_info
+from harden.core.weights import PARAM_SYMBOL_PREFIX, erase_if_unused
 from harden.passes import linalg_builders as lb
-from harden.passes.base import Pass, PassContext
+from harden.passes.base import Pass, PassContext, option
+from harden.passes.ternary_exact_kernel import kernel_function_text, prepack_words
 
 
 @dataclass
@@ -21,27 +24,35 @@ class LowerHardenOps(Pass):
     back with `torch_c.from_builtin_tensor`, so the surrounding torch graph is untouched
     and torch-mlir's own pipeline lowers it afterwards. fused_qkv becomes one matmul
     (with the weight in nn.Linear layout) and three column slices. ternary_linear keeps
-    its weight as packed 2-bit codes: one fused `linalg.generic` unpacks each code
-    (bits 2i..2i+1 of byte k/4), scales it and accumulates x * w in f32, so the bytes the
-    executable reads are the hardened ones. A `harden.param` becomes an external
+    its weight as 2-bit codes, so the bytes the executable reads are the hardened ones:
+    kernel=exact (default) re-lays the codes out offline as i32 words of 16 codes and runs
+    the fast exact kernel of ternary_exact_kernel.py (constant weights only);
+    kernel=reference is one plain generic that unpacks code k of byte k/4, scales it and
+    accumulates x * w in f32. Both equal the numpy reference up to f32 rounding.
+    A `harden.param` becomes an external
     `ml_program.global` (one per parameter name) that the IREE step binds to the
     parameter file. Ops with dynamic shapes are refused.
     """
 
     name = "harden-lower-harden-ops"
 
+    kernel: Literal["exact", "reference"] = option("exact", "ternary_linear kernel: exact (fast, pure linalg) or reference")
+
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
         for op in ops_named(module, "harden.fused_qkv"):
             _replace(op, _lower_fused_qkv(op, ctx))
+        kernels = _KernelFunctions(module)
         for op in ops_named(module, "harden.ternary_linear"):
-            _replace(op, [_lower_ternary_linear(op, ctx)])
+            packed_constants = [defining_op(op.weight), defining_op(op.scales)]
+            if self.kernel == "exact" and _constant_operands(op, ctx):
+                _replace(op, [_lower_ternary_exact(op, ctx, kernels)])
+            else:
+                _replace(op, [_lower_ternary_linear(op, ctx)])
+            for constant in packed_constants:  # the exact kernel reads its own layout
+                erase_if_unused(constant)
         globals_by_name: dict[str, str] = {}
         for op in ops_named(module, "harden.param"):
             _replace(op, [_lower_param(op, module, globals_by_name)])
-
-
-PARAM_SYMBOL_PREFIX = "param."
-"""Symbol of the ml_program.global holding parameter `name`: `param.<name>`."""
 
 
 def _lower_param(op, module: ir.Operation, globals_by_name: dict[str, str]) -> ir.Value:
@@ -91,6 +102,48 @@ def _lower_fused_qkv(op, ctx: PassContext) -> list[ir.Value]:
             results.append(lb.from_builtin(part, result.type))
             start += size
     return results
+
+
+def _constant_operands(op, ctx: PassContext) -> bool:
+    return ctx.weights.value_of(op.weight) is not None and ctx.weights.value_of(op.scales) is not None
+
+
+@dataclass
+class _KernelFunctions:
+    """Private kernel functions added to the module, one per distinct kernel text."""
+
+    module: ir.Operation
+    by_text: dict[str, str] = field(default_factory=dict)
+
+    def get(self, make_text) -> str:
+        """The symbol of the function `make_text(symbol)` produces, added on first use."""
+        key = make_text("KERNEL")
+        if key not in self.by_text:
+            symbol = f"harden_ternary_kernel_{len(self.by_text)}"
+            parsed = ir.Module.parse("module {\n" + make_text(symbol) + "}")
+            self.module.regions[0].blocks[0].append(parsed.body.operations[0].operation)
+            self.by_text[key] = symbol
+        return self.by_text[key]
+
+
+def _lower_ternary_exact(op, ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
+    """A call of the exact kernel on constants re-laid out as 16-code words."""
+    shape = _static_input(op, ctx)
+    k, n, group = op.in_features.value, op.out_features.value, op.group_size.value
+    words = prepack_words(ctx.weights.value_of(op.weight), ctx.weights.value_of(op.scales), n, k, group)
+    name = ctx.weights.name_of(op.weight) or "ternary"
+    with ir.InsertionPoint(op), op.location:
+        x = lb.collapse_rows(lb.to_builtin(op.input))
+        rows = tensor_info(x.type).shape[0]
+        constants = [
+            lb.to_builtin(ctx.weights.literal(words["w"], "si32", f"{name}.words")),
+            lb.to_builtin(ctx.weights.literal(words["s1"], "f32", f"{name}.word_scales")),
+            lb.to_builtin(ctx.weights.literal(words["s0"], "f32", f"{name}.scales_f32")),
+        ]
+        bias = [lb.to_builtin(op.bias)] if op.bias is not None else []
+        symbol = kernels.get(lambda fn: kernel_function_text(fn, rows, n, k, words, bias=bool(bias)))
+        y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, *constants, *bias]).result
+        return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
 
 
 def _scale_map(kind: str, group_size: int) -> str:

@@ -35,6 +35,7 @@ class HardenPipeline(Pipeline):
     schedule: bool = option(True, "statically schedule the harden-level graph (and verify the schedule)")
     machine: str = option("tsp", "see harden-stream-schedule: tsp, hardwired or a JSON file")
     tile: int = option(DEFAULT_TILE, "see harden-stream-schedule")
+    kernel: Literal["exact", "reference"] = option("exact", "see harden-lower-harden-ops")
     lower: bool = option(True, "lower to linalg at the end (false: stop at the harden-level graph)")
 
     def _ternarize_pass(self) -> Ternarize:
@@ -57,5 +58,5 @@ class HardenPipeline(Pipeline):
         if self.schedule:
             steps += [self._schedule_pass(), VerifySchedule()]
         if self.lower:
-            steps += LowerToLinalg().steps()
+            steps += LowerToLinalg(kernel=self.kernel).steps()
         return steps

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from harden.passes.lower_harden import LowerHardenOps
+from harden.passes.base import option
 from harden.passes.lower_linear import LowerLinear
 from harden.pipelines.base import Pipeline
 
@@ -24,5 +26,7 @@ class LowerToLinalg(Pipeline):
 
     name = "harden-lower-to-linalg"
 
+    kernel: Literal["exact", "reference"] = option("exact", "see harden-lower-harden-ops")
+
     def steps(self):
-        return [LowerHardenOps(), LowerLinear(), *TORCH_TO_LINALG]
+        return [LowerHardenOps(kernel=self.kernel), LowerLinear(), *TORCH_TO_LINALG]

@@ -48,14 +48,14 @@ class TorchEngine(Engine):
     @torch.no_grad()
     def prefill(self, tokens):
         logits, k, v = self.model.prefill(torch.from_numpy(np.asarray(tokens, np.int64)), self.max_seq_len)
-        return logits.numpy(), EngineState(k, v)
+        return logits.float().numpy(), EngineState(k, v)
 
     @torch.no_grad()
     def decode(self, token, pos, state):
         logits, k, v = self.model.decode(
             torch.tensor([[token]], dtype=torch.int64), torch.tensor([pos], dtype=torch.int64), state.k_cache, state.v_cache
         )
-        return logits.numpy(), EngineState(k, v)
+        return logits.float().numpy(), EngineState(k, v)
 
 
 def _host_copy(array) -> np.ndarray:

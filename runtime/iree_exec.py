@@ -18,6 +18,7 @@ import numpy as np
 from torch_mlir import ir
 
 from harden.core.diagnostics import DiagnosticSink
+from harden.passes.ternary_exact_kernel import CPU_TILING_ATTR
 
 IREE_CPU_FLAGS = (
     "--iree-hal-target-device=local",
@@ -34,54 +35,83 @@ class LoweringError(RuntimeError):
     """The harden/torch lowering to linalg failed; the message holds the first diagnostic."""
 
 
-def lower_module_for_iree(module: ir.Operation) -> None:
+def lower_module_for_iree(module: ir.Operation, kernel: str = "exact") -> None:
     """Runs harden-lower-to-linalg on `module` in place (raises LoweringError)."""
     from harden.pipelines.lower_to_linalg import LowerToLinalg
     from harden.pipelines.pass_manager import run_steps
 
     sink = DiagnosticSink()
-    if not run_steps(module, LowerToLinalg().steps(), sink):
+    if not run_steps(module, LowerToLinalg(kernel=kernel).steps(), sink):
         raise LoweringError(sink.items[0].format("lowering") if sink.items else "lowering failed")
 
 
 PARAMETER_SCOPE = "model"
 
 
-def bind_parameters(mlir_text: str) -> str:
-    """Rewrites external `param.<name>` globals into IREE named parameters (IREE's IR)."""
-    if "#ml_program.extern" not in mlir_text:
+def prepare_for_iree(mlir_text: str) -> str:
+    """The IREE-only parts of a lowered module, added in IREE's own IR: named parameters
+    for external weights and tiling configurations for the ternary kernels."""
+    if "#ml_program.extern" not in mlir_text and CPU_TILING_ATTR not in mlir_text:
         return mlir_text
+    from iree.compiler import ir as iree_ir
+
+    with iree_ir.Context(), iree_ir.Location.unknown():
+        module = iree_ir.Module.parse(mlir_text)
+        _bind_parameters(module)
+        _apply_cpu_tiling(module)
+        return str(module)
+
+
+def _apply_cpu_tiling(module) -> None:
+    """`harden.cpu_tiling = {...}` on a generic -> IREE's compilation_info for its CPU
+    pipeline (the kernel templates' measured tile sizes; see ternary_exact_kernel.py)."""
+    from iree.compiler import ir as iree_ir
+
+    def visit(op):
+        attrs = op.attributes
+        if CPU_TILING_ATTR in attrs:
+            tiling = iree_ir.DictAttr(attrs[CPU_TILING_ATTR])
+            sizes = ", ".join(f"{name} = {tiling[name]}" for name in ("distribution", "vector_common_parallel", "vector_reduction"))
+            attrs["compilation_info"] = iree_ir.Attribute.parse(
+                f"#iree_codegen.compilation_info<lowering_config = #iree_cpu.lowering_config<{sizes}>, "
+                "translation_info = #iree_codegen.translation_info<pipeline = #iree_cpu.pipeline<DoubleTilingExpert>>>"
+            )
+            del attrs[CPU_TILING_ATTR]
+        return iree_ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+
+
+def _bind_parameters(module) -> None:
+    """Rewrites external `param.<name>` globals into IREE named parameters."""
     from iree.compiler import ir as iree_ir
     from iree.compiler.dialects import util
 
-    from harden.passes.lower_harden import PARAM_SYMBOL_PREFIX
+    from harden.core.weights import PARAM_SYMBOL_PREFIX
 
-    with iree_ir.Context() as ctx, iree_ir.Location.unknown():
-        module = iree_ir.Module.parse(mlir_text)
-        body = module.body
-        for op in list(body.operations):
-            if op.operation.name != "ml_program.global":
-                continue
-            symbol = iree_ir.StringAttr(op.attributes["sym_name"]).value
-            if not symbol.startswith(PARAM_SYMBOL_PREFIX):
-                continue
-            name = symbol[len(PARAM_SYMBOL_PREFIX):]
-            tensor_type = iree_ir.TypeAttr(op.attributes["type"]).value
-            key = name.replace("\\", "\\\\").replace('"', '\\"')
-            value = iree_ir.Attribute.parse(f'#stream.parameter.named<"{PARAMETER_SCOPE}"::"{key}"> : {tensor_type}')
+    for op in list(module.body.operations):
+        if op.operation.name != "ml_program.global":
+            continue
+        symbol = iree_ir.StringAttr(op.attributes["sym_name"]).value
+        if not symbol.startswith(PARAM_SYMBOL_PREFIX):
+            continue
+        name = symbol[len(PARAM_SYMBOL_PREFIX):]
+        tensor_type = iree_ir.TypeAttr(op.attributes["type"]).value
+        key = name.replace("\\", "\\\\").replace('"', '\\"')
+        value = iree_ir.Attribute.parse(f'#stream.parameter.named<"{PARAMETER_SCOPE}"::"{key}"> : {tensor_type}')
+        with iree_ir.InsertionPoint(op):
+            util.GlobalOp(symbol, tensor_type, sym_visibility="private", initial_value=value)
+        op.operation.erase()
+
+    def visit(op):
+        if op.name == "ml_program.global_load_const":
             with iree_ir.InsertionPoint(op):
-                util.GlobalOp(symbol, tensor_type, sym_visibility="private", initial_value=value)
-            op.operation.erase()
-        for func in body.operations:
-            for region in func.regions:
-                for block in region.blocks:
-                    for op in list(block.operations):
-                        if op.operation.name == "ml_program.global_load_const":
-                            with iree_ir.InsertionPoint(op):
-                                load = util.GlobalLoadOp(op.result.type, op.attributes["global"], is_immutable=True)
-                            op.result.replace_all_uses_with(load.result)
-                            op.operation.erase()
-        return str(module)
+                load = util.GlobalLoadOp(op.results[0].type, op.attributes["global"], is_immutable=True)
+            op.results[0].replace_all_uses_with(load.result)
+            op.erase()
+        return iree_ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
 
 
 def compile_vmfb(mlir_text: str, extra_flags: Sequence[str] = ()) -> bytes:
@@ -89,7 +119,7 @@ def compile_vmfb(mlir_text: str, extra_flags: Sequence[str] = ()) -> bytes:
     from iree.compiler.tools import CompilerToolError, compile_str
 
     try:
-        return compile_str(bind_parameters(mlir_text), extra_args=[*IREE_CPU_FLAGS, *extra_flags])
+        return compile_str(prepare_for_iree(mlir_text), extra_args=[*IREE_CPU_FLAGS, *extra_flags])
     except CompilerToolError as e:
         raise IreeError(_first_lines(str(e))) from None
 
@@ -116,7 +146,10 @@ class IreeModule:
             modules.append(rt.create_io_parameters_module(instance, index.create_provider(scope=PARAMETER_SCOPE)))
         self._vm_module = rt.VmModule.copy_buffer(instance, vmfb)
         modules.append(self._vm_module)
-        self._context = rt.SystemContext(vm_modules=modules, config=self._config)
+        try:
+            self._context = rt.SystemContext(vm_modules=modules, config=self._config)
+        except ValueError as e:  # e.g. a parameter the module loads is not in the parameter file
+            raise IreeError(_first_lines(str(e))) from None
         self._functions = self._context.modules.module
 
     def call_raw(self, function: str, *args) -> tuple:

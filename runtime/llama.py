@@ -279,6 +279,8 @@ class Llama(nn.Module):
     def _run(self, tokens, positions, k_cache, v_cache, allowed, keys_from_cache):
         cos, sin = rope_angles(self.config, positions)
         x = self.tok_embeddings(tokens)
+        if x.dtype != cos.dtype:  # a model cast to bf16 (benchmarks) rotates in its own dtype
+            cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         k_layers, v_layers = [], []
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, cos, sin, positions, k_cache[i], v_cache[i], allowed, keys_from_cache)
@@ -297,6 +299,8 @@ class Llama(nn.Module):
         positions = torch.arange(seq)
         causal = positions[:, None] >= positions[None, :]
         cache = self.empty_cache(max_seq_len)
+        if cache.dtype != self.tok_embeddings.weight.dtype:  # a model cast to bf16 keeps a bf16 cache
+            cache = cache.to(self.tok_embeddings.weight.dtype)
         if seq > cache.shape[3]:
             raise ValueError(f"prompt of {seq} tokens does not fit a KV cache of {cache.shape[3]} positions")
         return self._run(tokens, positions, cache, cache, causal, keys_from_cache=False)

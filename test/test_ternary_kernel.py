@@ -16,7 +16,7 @@ from harden.core.weights import WeightStore
 from harden.dialects.harden import build_ternary_linear
 from harden.dialects.ternary_pack import pack_ternary_2bit, ternary_linear_reference
 from harden.dialects.ternary_quant import ternarize
-from harden.runtime.iree_exec import IreeModule, compile_vmfb, lower_module_for_iree
+from harden.runtime.iree_exec import IreeModule, compile_vmfb, lower_module_for_iree, prepare_for_iree
 
 # (rows shape, in_features, out_features, scale kind, group size, planes, bias)
 CASES = [
@@ -64,11 +64,17 @@ def build_module(rng):
     return module, expectations
 
 
-@pytest.fixture(scope="module")
-def compiled_cases():
+@pytest.fixture(scope="module", params=["exact", "reference"])
+def compiled_cases(request):
     module, expectations = build_module(np.random.default_rng(0))
-    lower_module_for_iree(module.operation)
-    return IreeModule(compile_vmfb(module.operation.get_asm())), expectations
+    lower_module_for_iree(module.operation, kernel=request.param)
+    text = module.operation.get_asm()
+    if request.param == "exact":  # the kernel's tiling reaches IREE as compilation_info
+        assert "harden.cpu_tiling" in text
+        prepared = prepare_for_iree(text)
+        assert "harden.cpu_tiling" not in prepared
+        assert "#iree_codegen.compilation_info" in prepared
+    return IreeModule(compile_vmfb(text)), expectations
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

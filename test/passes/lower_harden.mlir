@@ -1,7 +1,18 @@
-// RUN: harden-opt %s --split-input-file --harden-lower-harden-ops | filecheck %s
+// RUN: harden-opt %s --split-input-file --harden-lower-harden-ops=kernel=reference | filecheck %s
+// RUN: harden-opt %s --split-input-file --harden-lower-harden-ops | filecheck %s --check-prefix=EXACT
 // RUN: harden-opt %s --split-input-file --harden-lower-to-linalg | filecheck %s --check-prefix=FULL
 
-// The ternary weight stays packed: one generic unpacks code k of byte k floordiv 4.
+// The exact kernel (default): the codes re-laid out as i32 words of 16 codes (still 2 bits
+// per weight; 2 rows padded to 64, 10 columns in 4 groups of 3 padded to 12), passed to a
+// private kernel function whose main generic carries its CPU tiling.
+// EXACT-LABEL: func.func @ternary
+// EXACT: %[[WORDS:.*]] = torch.vtensor.literal(dense<{{.*}}> : tensor<1x1x12x4xsi32>)
+// EXACT: %[[Y:.*]] = call @harden_ternary_kernel_0(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) : (tensor<3x10xf32>, tensor<1x1x12x4xi32>, tensor<64x1x4xf32>, tensor<64x1x4xf32>) -> tensor<3x2xf32>
+// EXACT-NOT: harden.ternary_linear
+// EXACT: func.func private @harden_ternary_kernel_0
+// EXACT: linalg.generic {{.*}} attrs =  {harden.cpu_tiling = {distribution = [1, 0, 1, 4, 16, 0], vector_common_parallel = [1, 1, 1, 4, 16, 0], vector_reduction = [0, 0, 0, 0, 0, 4]}
+
+// The reference kernel: one generic unpacks code k of byte k floordiv 4.
 // CHECK-DAG: #[[X:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3)>
 // CHECK-DAG: #[[CODES:.*]] = affine_map<(d0, d1, d2, d3) -> (d2, d1, d3 floordiv 4)>
 // CHECK-DAG: #[[SCALES:.*]] = affine_map<(d0, d1, d2, d3) -> (d2, d1, d3 floordiv 3)>
@@ -17,10 +28,12 @@
 // CHECK: torch_c.from_builtin_tensor {{.*}} -> !torch.vtensor<[1,3,2],f32>
 // CHECK-NOT: harden.ternary_linear
 
-// After the whole lowering nothing of torch or harden is left, and the codes are bytes.
+// After the whole lowering (the kernel inlined) nothing of torch or harden is left but the
+// tiling of the kernel's generic; the codes are 2-bit words.
 // FULL-LABEL: func.func @ternary
 // FULL-SAME: (%arg0: tensor<1x3x10xf32>) -> tensor<1x3x2xf32>
-// FULL: arith.constant dense<{{.*}}> : tensor<1x2x3xi8>
+// FULL: arith.constant dense<{{.*}}> : tensor<1x4x3x4xi32>
+// FULL: linalg.generic {{.*}} attrs =  {harden.cpu_tiling
 // FULL-NOT: torch.
 // FULL-NOT: torch_c.
 // FULL-NOT: harden.

@@ -1,0 +1,88 @@
+"""The benchmark suite's own logic: byte counts per token, round dropping, the GGUF RoPE layout."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from bench.llama_cpp import _rope_permute
+from bench.report import BASELINE, Round, ShapeReport
+from bench.subjects import RoundResult, bf16_copy, iree_bytes_per_token, torch_bytes_per_token
+from harden.runtime.checkpoints import RandomInit, TensorWeights, build_reference_model
+
+LOWERED = """
+#extern = #ml_program.extern : tensor<10x4xf32>
+module {
+  ml_program.global private @param.emb(#extern) : tensor<10x4xf32>
+  ml_program.global private @param.out(#ml_program.extern : tensor<6x4xf32>) : tensor<6x4xf32>
+  func.func @decode(%i: index) -> (f32, tensor<4xi8>, tensor<6x4xf32>) {
+    %emb = ml_program.global_load_const @param.emb : tensor<10x4xf32>
+    %c0 = arith.constant 0 : index
+    %row = tensor.extract %emb[%i, %c0] : tensor<10x4xf32>
+    %codes = arith.constant dense<[1, 2, 3, 4]> : tensor<4xi8>
+    %zeros = arith.constant dense<0.0> : tensor<1024x1024xf32>
+    %out = ml_program.global_load_const @param.out : tensor<6x4xf32>
+    %out2 = ml_program.global_load_const @param.out : tensor<6x4xf32>
+    return %row, %codes, %out : f32, tensor<4xi8>, tensor<6x4xf32>
+  }
+}
+"""
+
+
+def test_iree_bytes_count_gathered_tables_as_one_row_and_skip_splats():
+    # one row of the gathered embedding (4 f32) + 4 i8 codes + the classifier once (24 f32)
+    assert iree_bytes_per_token(LOWERED) == 4 * 4 + 4 + 24 * 4
+
+
+def test_torch_bytes_count_the_untied_embedding_as_one_row():
+    model = RandomInit("tiny").reference_model()
+    c = model.config
+    assert not c.tie_embeddings
+    total = sum(p.numel() for p in model.parameters())
+    expected = total - c.vocab_size * c.dim + c.dim
+    assert torch_bytes_per_token(model) == 4 * expected
+    assert torch_bytes_per_token(bf16_copy(model)) == 2 * expected
+
+
+def test_bf16_copy_runs_prefill_and_decode():
+    model = bf16_copy(RandomInit("tiny").reference_model())
+    with torch.no_grad():
+        logits, k, v = model.prefill(torch.tensor([[1, 2, 3]]), 8)
+        logits, k, v = model.decode(torch.tensor([[4]]), torch.tensor([3]), k, v)
+    assert logits.dtype == k.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+
+
+def test_gguf_rope_permutation_turns_half_pairs_into_adjacent_pairs():
+    """llama.cpp rotates adjacent pairs: the permuted weights in that layout are the same model."""
+    source = RandomInit("tiny")
+    half = source.reference_model()
+    c = source.config
+    state = {k: v.clone() for k, v in half.state_dict().items()}
+    for name in state:
+        if name.endswith(("wq.weight", "wk.weight")):
+            heads = c.n_heads if "wq" in name else c.n_kv_heads
+            state[name] = torch.from_numpy(_rope_permute(state[name].numpy(), heads))
+    adjacent = build_reference_model(replace(c, rope_layout="adjacent"), TensorWeights(state))
+    tokens = torch.tensor([[1, 5, 7, 9, 11]])
+    with torch.no_grad():
+        torch.testing.assert_close(adjacent(tokens), half(tokens), rtol=1e-5, atol=1e-5)
+
+
+def _round(bandwidth, torch_decode, other_decode):
+    return Round(bandwidth, 1.0, {
+        BASELINE: RoundResult(100.0, torch_decode, 1.0),
+        "other": RoundResult(300.0, other_decode, 1.0),
+    })
+
+
+def test_rounds_with_collapsed_bandwidth_are_dropped_and_ratios_use_the_rest():
+    report = ShapeReport("s", {BASELINE: 4_000_000_000, "other": 1_000_000_000})
+    report.rounds = [_round(20.0, 5.0, 15.0), _round(8.0, 1.0, 1.0), _round(19.0, 5.0, 15.0)]
+    report.mark_dropped_rounds()
+    assert [r.kept for r in report.rounds] == [True, False, True]
+    rows = report.summary()
+    assert rows["other"]["decode_vs_torch_f32"] == pytest.approx(3.0)
+    assert rows["other"]["prefill_vs_torch_f32"] == pytest.approx(3.0)
+    # 1 GB per token x 15 tokens/s over 19.5 GB/s (the median of the two kept rounds' fractions)
+    assert rows["other"]["roofline_fraction"] == pytest.approx((15 / 20 + 15 / 19) / 2)
+    assert report.bandwidth() == pytest.approx(19.5)
