@@ -94,6 +94,14 @@ def dequantize_ternary(
     return (ternary * full_scales).sum(axis=0, dtype=np.float32)
 
 
+def quantize_activations_int8(x: np.ndarray) -> np.ndarray:
+    """Per-token absmax int8 rounding of activations (BitNet b1.58), returned in f32:
+    round_even(x * 127 / amax) clamped to [-127, 127], times amax / 127."""
+    x = np.asarray(x, np.float32)
+    step = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-30)) / np.float32(127.0)
+    return (np.clip(np.rint(x / step), -127, 127) * step).astype(np.float32)
+
+
 def ternary_linear_reference(
     x: np.ndarray,
     packed: np.ndarray,
@@ -101,8 +109,11 @@ def ternary_linear_reference(
     in_features: int,
     group_size: int,
     bias: np.ndarray | None = None,
+    activations: str = "f32",
 ) -> np.ndarray:
-    """numpy reference of `harden.ternary_linear` with f32 activations: x @ W^T + b."""
+    """numpy reference of `harden.ternary_linear`: x @ W^T + b, with activations "f32" or
+    "int8" (rounded per token first, as the lowering's activations=int8 option does)."""
     weight = dequantize_ternary(packed, scales, in_features, group_size)
-    y = np.asarray(x, np.float32) @ weight.T
+    x = quantize_activations_int8(x) if activations == "int8" else np.asarray(x, np.float32)
+    y = x @ weight.T
     return y if bias is None else y + bias

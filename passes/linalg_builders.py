@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from torch_mlir import ir
-from torch_mlir.dialects import arith, linalg, tensor
+from torch_mlir.dialects import arith, linalg, math, tensor
 
 from harden.core.tensor_types import tensor_info, vtensor_type
 
@@ -151,3 +151,34 @@ def column_slice(y: ir.Value, start: int, size: int) -> ir.Value:
     return tensor.ExtractSliceOp(
         ranked([m, size], element), y, [], [], [], [0, start], [m, size], [1, 1]
     ).result
+
+
+INT8_LEVELS = 127.0
+
+
+def fake_quantize_int8_rows(x: ir.Value) -> ir.Value:
+    """Per-row (per-token) absmax int8 quantization of x [M, K], returned dequantized:
+    q = clamp(round_even(x * 127 / amax), -127, 127) * amax / 127, as BitNet b1.58 does."""
+    m, k = tensor_info(x.type).shape
+    amax = generic(
+        [x],
+        zeros([m]),
+        ["(m, k) -> (m, k)", "(m, k) -> (m)"],
+        ["parallel", "reduction"],
+        lambda v, acc: arith.maximumf(acc, math.absf(v)),
+    )
+
+    def quantize(v, a, _out):
+        levels = arith.ConstantOp(f32(), INT8_LEVELS).result
+        step = arith.divf(arith.maximumf(a, arith.ConstantOp(f32(), 1e-30).result), levels)
+        q = math.roundeven(arith.divf(v, step))
+        q = arith.minimumf(arith.maximumf(q, arith.negf(levels)), levels)
+        return arith.mulf(q, step)
+
+    return generic(
+        [x, amax],
+        tensor.EmptyOp([m, k], f32()).result,
+        ["(m, k) -> (m, k)", "(m, k) -> (m)", "(m, k) -> (m, k)"],
+        ["parallel", "parallel"],
+        quantize,
+    )

@@ -29,6 +29,8 @@ class LowerHardenOps(Pass):
     the fast exact kernel of ternary_exact_kernel.py (constant weights only);
     kernel=reference is one plain generic that unpacks code k of byte k/4, scales it and
     accumulates x * w in f32. Both equal the numpy reference up to f32 rounding.
+    activations=int8 first rounds each token's activations to 127 levels of its absmax
+    (BitNet b1.58's numerics, about 1e-2 relative error; an explicit choice).
     A `harden.param` becomes an external
     `ml_program.global` (one per parameter name) that the IREE step binds to the
     parameter file. Ops with dynamic shapes are refused.
@@ -37,6 +39,7 @@ class LowerHardenOps(Pass):
     name = "harden-lower-harden-ops"
 
     kernel: Literal["exact", "reference"] = option("exact", "ternary_linear kernel: exact (fast, pure linalg) or reference")
+    activations: Literal["f32", "int8"] = option("f32", "int8: quantize activations per token (absmax, BitNet b1.58); changes numerics")
 
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
         for op in ops_named(module, "harden.fused_qkv"):
@@ -45,9 +48,9 @@ class LowerHardenOps(Pass):
         for op in ops_named(module, "harden.ternary_linear"):
             packed_constants = [defining_op(op.weight), defining_op(op.scales)]
             if self.kernel == "exact" and _constant_operands(op, ctx):
-                _replace(op, [_lower_ternary_exact(op, ctx, kernels)])
+                _replace(op, [_lower_ternary_exact(op, ctx, kernels, self.activations)])
             else:
-                _replace(op, [_lower_ternary_linear(op, ctx)])
+                _replace(op, [_lower_ternary_linear(op, ctx, self.activations)])
             for constant in packed_constants:  # the exact kernel reads its own layout
                 erase_if_unused(constant)
         globals_by_name: dict[str, str] = {}
@@ -126,14 +129,20 @@ class _KernelFunctions:
         return self.by_text[key]
 
 
-def _lower_ternary_exact(op, ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
+def _activations(op, activations: str) -> ir.Value:
+    """The op's input as builtin rows [M, K], int8-rounded per token if asked."""
+    x = lb.collapse_rows(lb.to_builtin(op.input))
+    return lb.fake_quantize_int8_rows(x) if activations == "int8" else x
+
+
+def _lower_ternary_exact(op, ctx: PassContext, kernels: _KernelFunctions, activations: str) -> ir.Value:
     """A call of the exact kernel on constants re-laid out as 16-code words."""
     shape = _static_input(op, ctx)
     k, n, group = op.in_features.value, op.out_features.value, op.group_size.value
     words = prepack_words(ctx.weights.value_of(op.weight), ctx.weights.value_of(op.scales), n, k, group)
     name = ctx.weights.name_of(op.weight) or "ternary"
     with ir.InsertionPoint(op), op.location:
-        x = lb.collapse_rows(lb.to_builtin(op.input))
+        x = _activations(op, activations)
         rows = tensor_info(x.type).shape[0]
         constants = [
             lb.to_builtin(ctx.weights.literal(words["w"], "si32", f"{name}.words")),
@@ -155,11 +164,11 @@ def _scale_map(kind: str, group_size: int) -> str:
     }[kind]
 
 
-def _lower_ternary_linear(op, ctx: PassContext) -> ir.Value:
+def _lower_ternary_linear(op, ctx: PassContext, activations: str) -> ir.Value:
     shape = _static_input(op, ctx)
     out_features = op.out_features.value
     with ir.InsertionPoint(op), op.location:
-        x = lb.collapse_rows(lb.to_builtin(op.input))
+        x = _activations(op, activations)
         rows = tensor_info(x.type).shape[0]
         i8 = ir.IntegerType.get_signless(8)
 

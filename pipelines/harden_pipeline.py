@@ -36,6 +36,7 @@ class HardenPipeline(Pipeline):
     machine: str = option("tsp", "see harden-stream-schedule: tsp, hardwired or a JSON file")
     tile: int = option(DEFAULT_TILE, "see harden-stream-schedule")
     kernel: Literal["exact", "reference"] = option("exact", "see harden-lower-harden-ops")
+    activations: Literal["f32", "int8"] = option("f32", "see harden-lower-harden-ops (int8 changes numerics)")
     lower: bool = option(True, "lower to linalg at the end (false: stop at the harden-level graph)")
 
     def _ternarize_pass(self) -> Ternarize:
@@ -58,5 +59,5 @@ class HardenPipeline(Pipeline):
         if self.schedule:
             steps += [self._schedule_pass(), VerifySchedule()]
         if self.lower:
-            steps += LowerToLinalg(kernel=self.kernel).steps()
+            steps += LowerToLinalg(kernel=self.kernel, activations=self.activations).steps()
         return steps

@@ -27,6 +27,7 @@ class LowerToLinalg(Pipeline):
     name = "harden-lower-to-linalg"
 
     kernel: Literal["exact", "reference"] = option("exact", "see harden-lower-harden-ops")
+    activations: Literal["f32", "int8"] = option("f32", "see harden-lower-harden-ops (int8 changes numerics)")
 
     def steps(self):
-        return [LowerHardenOps(kernel=self.kernel), LowerLinear(), *TORCH_TO_LINALG]
+        return [LowerHardenOps(kernel=self.kernel, activations=self.activations), LowerLinear(), *TORCH_TO_LINALG]

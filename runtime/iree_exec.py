@@ -35,13 +35,13 @@ class LoweringError(RuntimeError):
     """The harden/torch lowering to linalg failed; the message holds the first diagnostic."""
 
 
-def lower_module_for_iree(module: ir.Operation, kernel: str = "exact") -> None:
+def lower_module_for_iree(module: ir.Operation, kernel: str = "exact", activations: str = "f32") -> None:
     """Runs harden-lower-to-linalg on `module` in place (raises LoweringError)."""
     from harden.pipelines.lower_to_linalg import LowerToLinalg
     from harden.pipelines.pass_manager import run_steps
 
     sink = DiagnosticSink()
-    if not run_steps(module, LowerToLinalg(kernel=kernel).steps(), sink):
+    if not run_steps(module, LowerToLinalg(kernel=kernel, activations=activations).steps(), sink):
         raise LoweringError(sink.items[0].format("lowering") if sink.items else "lowering failed")
 
 

@@ -28,7 +28,7 @@ CASES = [
 ]
 
 
-def build_module(rng):
+def build_module(rng, activations):
     """One function per case: f(x) = ternary_linear(x); returns the module and numpy expectations."""
     ctx = make_context()
     expectations = []
@@ -58,18 +58,19 @@ def build_module(rng):
                 )
                 func.ReturnOp([y.result])
             x = rng.standard_normal((*rows, k)).astype(np.float32)
-            expected = ternary_linear_reference(x, packed, tw.scales, k, tw.group_size, bias)
+            expected = ternary_linear_reference(x, packed, tw.scales, k, tw.group_size, bias, activations)
             expectations.append((f"case{i}", x, expected))
         assert module.operation.verify()
     return module, expectations
 
 
-@pytest.fixture(scope="module", params=["exact", "reference"])
+@pytest.fixture(scope="module", params=[("exact", "f32"), ("reference", "f32"), ("exact", "int8")], ids="-".join)
 def compiled_cases(request):
-    module, expectations = build_module(np.random.default_rng(0))
-    lower_module_for_iree(module.operation, kernel=request.param)
+    kernel, activations = request.param
+    module, expectations = build_module(np.random.default_rng(0), activations)
+    lower_module_for_iree(module.operation, kernel=kernel, activations=activations)
     text = module.operation.get_asm()
-    if request.param == "exact":  # the kernel's tiling reaches IREE as compilation_info
+    if kernel == "exact":  # the kernel's tiling reaches IREE as compilation_info
         assert "harden.cpu_tiling" in text
         prepared = prepare_for_iree(text)
         assert "harden.cpu_tiling" not in prepared
