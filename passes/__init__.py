@@ -6,11 +6,13 @@ from harden.passes.lower_harden import LowerHardenOps
 from harden.passes.lower_linear import LowerLinear
 from harden.passes.stream_schedule import StreamSchedule
 from harden.passes.ternarize import Ternarize
+from harden.passes.ternary_policy import TernaryPolicy
 from harden.passes.verify_schedule import VerifySchedule
 
 # In pipeline order, as --list-passes shows them.
 PASS_CLASSES: list[type[Pass]] = [
     FuseQKV,
+    TernaryPolicy,
     Ternarize,
     StreamSchedule,
     VerifySchedule,

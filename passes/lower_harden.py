@@ -13,7 +13,9 @@ from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAM_SYMBOL_PREFIX, erase_if_unused
 from harden.passes import linalg_builders as lb
 from harden.passes.base import Pass, PassContext, option
+from harden.passes import ternary_vnni_kernel as vnni
 from harden.passes.ternary_exact_kernel import kernel_function_text, prepack_words
+from harden.runtime.custom_dispatch import unavailable_reason as vnni_unavailable_reason
 
 
 @dataclass
@@ -31,6 +33,10 @@ class LowerHardenOps(Pass):
     accumulates x * w in f32. Both equal the numpy reference up to f32 rounding.
     activations=int8 first rounds each token's activations to 127 levels of its absmax
     (BitNet b1.58's numerics, about 1e-2 relative error; an explicit choice).
+    kernel=vnni calls the C kernels of ternary_vnni_kernel.py (IREE custom dispatches;
+    exact fixed-point numerics for activations=f32, BitNet's for int8) where they can run:
+    where the kernel object is not built, the CPU lacks AVX-512 VNNI, or the scale groups
+    do not fit the kernels, it falls back to kernel=exact (a warning, or a remark per op).
     A `harden.param` becomes an external
     `ml_program.global` (one per parameter name) that the IREE step binds to the
     parameter file. Ops with dynamic shapes are refused.
@@ -38,20 +44,26 @@ class LowerHardenOps(Pass):
 
     name = "harden-lower-harden-ops"
 
-    kernel: Literal["exact", "reference"] = option("exact", "ternary_linear kernel: exact (fast, pure linalg) or reference")
+    kernel: Literal["exact", "reference", "vnni"] = option(
+        "exact", "ternary_linear kernel: exact (fast, pure linalg), vnni (C custom dispatch, AVX-512 VNNI; else exact) or reference"
+    )
     activations: Literal["f32", "int8"] = option("f32", "int8: quantize activations per token (absmax, BitNet b1.58); changes numerics")
 
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
         for op in ops_named(module, "harden.fused_qkv"):
             _replace(op, _lower_fused_qkv(op, ctx))
         kernels = _KernelFunctions(module)
-        for op in ops_named(module, "harden.ternary_linear"):
+        linears = ops_named(module, "harden.ternary_linear")
+        use_vnni = self.kernel == "vnni" and bool(linears) and _vnni_available(linears[0], ctx)
+        for op in linears:
             packed_constants = [defining_op(op.weight), defining_op(op.scales)]
-            if self.kernel == "exact" and _constant_operands(op, ctx):
-                _replace(op, [_lower_ternary_exact(op, ctx, kernels, self.activations)])
-            else:
+            if self.kernel == "reference" or not _constant_operands(op, ctx):
                 _replace(op, [_lower_ternary_linear(op, ctx, self.activations)])
-            for constant in packed_constants:  # the exact kernel reads its own layout
+            elif use_vnni and _vnni_fits(op, ctx):
+                _replace(op, [_lower_ternary_vnni(op, ctx, kernels, self.activations)])
+            else:
+                _replace(op, [_lower_ternary_exact(op, ctx, kernels, self.activations)])
+            for constant in packed_constants:  # the fast kernels read their own layouts
                 erase_if_unused(constant)
         globals_by_name: dict[str, str] = {}
         for op in ops_named(module, "harden.param"):
@@ -129,6 +141,23 @@ class _KernelFunctions:
         return self.by_text[key]
 
 
+def _vnni_available(op, ctx: PassContext) -> bool:
+    """Whether the C kernels can run on this host; if not, one warning for the whole run."""
+    reason = vnni_unavailable_reason()
+    if reason is not None:
+        ctx.warning(op, f"kernel=vnni falls back to the exact kernel for every ternary_linear: {reason}")
+    return reason is None
+
+
+def _vnni_fits(op, ctx: PassContext) -> bool:
+    """Whether the op's scale groups fit the C kernels; if not, a remark at the op."""
+    groups = tensor_info(op.scales.type).shape[2]
+    reason = vnni.unsupported_reason(groups, op.group_size.value)
+    if reason is not None:
+        ctx.remark(op, f"kernel=vnni falls back to the exact kernel: {reason}")
+    return reason is None
+
+
 def _activations(op, activations: str) -> ir.Value:
     """The op's input as builtin rows [M, K], int8-rounded per token if asked."""
     x = lb.collapse_rows(lb.to_builtin(op.input))
@@ -152,6 +181,26 @@ def _lower_ternary_exact(op, ctx: PassContext, kernels: _KernelFunctions, activa
         bias = [lb.to_builtin(op.bias)] if op.bias is not None else []
         symbol = kernels.get(lambda fn: kernel_function_text(fn, rows, n, k, words, bias=bool(bias)))
         y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, *constants, *bias]).result
+        return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
+
+
+def _lower_ternary_vnni(op, ctx: PassContext, kernels: _KernelFunctions, activations: str) -> ir.Value:
+    """A call of the C kernel's declaration on constants in its layout; the bias after it.
+    The kernel quantizes the f32 activations itself, so x goes in unrounded."""
+    shape = _static_input(op, ctx)
+    k, n, group = op.in_features.value, op.out_features.value, op.group_size.value
+    weights = vnni.prepack(ctx.weights.value_of(op.weight), ctx.weights.value_of(op.scales), n, k, group)
+    name = ctx.weights.name_of(op.weight) or "ternary"
+    with ir.InsertionPoint(op), op.location:
+        x = lb.collapse_rows(lb.to_builtin(op.input))
+        rows = tensor_info(x.type).shape[0]
+        codes = lb.to_builtin(ctx.weights.literal(weights.codes, "si8", f"{name}.vnni_codes"))
+        scales = lb.to_builtin(ctx.weights.literal(weights.scales, "f32", f"{name}.vnni_scales"))
+        numerics = vnni.NUMERICS[activations]
+        symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, numerics))
+        y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes, scales]).result
+        if op.bias is not None:
+            y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
 
 

@@ -19,6 +19,7 @@ from harden.dialects.harden import build_ternary_linear
 from harden.dialects.ternary_pack import pack_ternary_2bit
 from harden.dialects.ternary_quant import ternarize
 from harden.passes.base import Pass, PassContext, PassOptionError, option
+from harden.passes.ternary_policy import KEEP_ATTR
 
 LINEAR = "torch.aten.linear"
 FUSED_QKV = "harden.fused_qkv"
@@ -44,7 +45,7 @@ class Ternarize(Pass):
     scale: Literal["tensor", "channel", "group"] = option("channel", "one scale per tensor, output channel or group of input columns")
     group_size: int = option(64, "input columns per scale with scale=group")
     planes: int = option(1, "ternary planes: 1, or 2 to fit a second plane to the residual")
-    skip: tuple[str, ...] = option((), "comma-separated glob patterns of weight names to leave in f32")
+    skip: tuple[str, ...] = option((), "weights to leave in f32: glob patterns of weight names, or layer groups such as layers.0.attention")
     classifier: bool = option(False, "also ternarize the classifier")
     report: str = option("", "write a per-layer JSON report to this file")
 
@@ -59,6 +60,8 @@ class Ternarize(Pass):
             raise PassOptionError(f"option 'planes' of '{self.name}' must be 1 or 2, got {self.planes}")
 
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
+        kept = module.attributes[KEEP_ATTR] if KEEP_ATTR in module.attributes else []
+        self._skip_patterns = skip_patterns([*self.skip, *(ir.StringAttr(g).value for g in kept)])
         rows = []
         for func in functions(module):
             candidates = [op for op in body_ops(func) if op.operation.name in (LINEAR, FUSED_QKV)]
@@ -90,7 +93,7 @@ class Ternarize(Pass):
         bias = _bias(op)
         if bias is not None and ctx.weights.value_of(bias) is None:
             return "the bias is not a constant"
-        pattern = next((p for p in self.skip if fnmatch.fnmatchcase(name, p)), None)
+        pattern = next((p for p in self._skip_patterns if fnmatch.fnmatchcase(name, p)), None)
         if pattern:
             return f"'{name}' matches skip pattern '{pattern}'"
         if not self.classifier and _is_classifier(op, name):
@@ -141,6 +144,17 @@ class Ternarize(Pass):
             "bytes_before": int(w.nbytes),
             "bytes_after": int(packed.nbytes + tw.scales.nbytes),
         }
+
+
+def skip_patterns(entries) -> list[str]:
+    """Glob patterns of weight names; a plain layer group `layers.0.attention` covers the
+    weights inside it (`layers.0.attention.*`)."""
+    patterns = []
+    for entry in entries:
+        patterns.append(entry)
+        if not any(c in entry for c in "*?["):
+            patterns.append(entry + ".*")
+    return patterns
 
 
 def _bias(op) -> ir.Value | None:

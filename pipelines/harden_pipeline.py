@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from harden.passes.base import option
+from harden.passes.base import PassOptionError, option
 from harden.passes.fuse_qkv import FuseQKV
 from harden.passes.stream_schedule import StreamSchedule
 from harden.passes.ternarize import Ternarize
+from harden.passes.ternary_policy import TernaryPolicy
 from harden.passes.verify_schedule import VerifySchedule
 from harden.pipelines.base import Pipeline
 from harden.pipelines.lower_to_linalg import LowerToLinalg
@@ -32,6 +33,9 @@ class HardenPipeline(Pipeline):
     skip: tuple[str, ...] = option((), "see harden-ternarize")
     classifier: bool = option(False, "see harden-ternarize")
     report: str = option("", "see harden-ternarize")
+    keep: tuple[str, ...] = option((), "layer groups or weight-name globs to keep in f32 (added to skip)")
+    policy: Literal["none", "auto"] = option("none", "auto: keep the fewest layer groups in f32 that meet max-kl (harden-ternary-policy)")
+    max_kl: float = option(0.1, "KL budget in nats for policy=auto")
     schedule: bool = option(True, "statically schedule the harden-level graph (and verify the schedule)")
     machine: str = option("tsp", "see harden-stream-schedule: tsp, hardwired or a JSON file")
     tile: int = option(DEFAULT_TILE, "see harden-stream-schedule")
@@ -41,19 +45,30 @@ class HardenPipeline(Pipeline):
 
     def _ternarize_pass(self) -> Ternarize:
         tern = Ternarize(**{name: getattr(self, name) for name in TERNARIZE_OPTIONS})
+        tern.skip = (*self.skip, *self.keep)
         tern.explicit_options = frozenset(getattr(self, "explicit_options", ())) & set(TERNARIZE_OPTIONS)
         return tern
+
+    def _policy_pass(self) -> TernaryPolicy:
+        shared = ("method", "scale", "group_size", "planes", "classifier")
+        return TernaryPolicy(max_kl=self.max_kl, **{name: getattr(self, name) for name in shared})
 
     def _schedule_pass(self) -> StreamSchedule:
         return StreamSchedule(machine=self.machine, tile=self.tile)
 
     def validate(self) -> None:
         self._ternarize_pass().validate()
+        if self.policy == "auto":
+            if not self.ternarize:
+                raise PassOptionError("option 'policy=auto' of 'harden-pipeline' needs ternarize=true")
+            self._policy_pass().validate()
         if self.schedule:
             self._schedule_pass().validate()
 
     def steps(self):
         steps = [FuseQKV()]
+        if self.ternarize and self.policy == "auto":
+            steps.append(self._policy_pass())
         if self.ternarize:
             steps.append(self._ternarize_pass())
         if self.schedule:

@@ -5,19 +5,57 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from torch_mlir import ir, passmanager
+
+from harden.core.graph import functions
+from harden.passes.base import Pass, PassContext, PassFailure, option
 from harden.passes.lower_harden import LowerHardenOps
-from harden.passes.base import option
 from harden.passes.lower_linear import LowerLinear
+from harden.passes.ternary_vnni_kernel import CUSTOM_DISPATCH_ATTR
 from harden.pipelines.base import Pipeline
 
 # torch-mlir's own lowering. The torchdynamo pipeline accepts the torch_c casts and
 # linalg ops our lowering leaves inside torch functions (the torch-function pipeline
 # rejects them); non-finite constants (-inf attention masks) must be allowed.
-TORCH_TO_LINALG = [
+TORCH_TO_BACKEND = [
     "func.func(torch-match-quantized-custom-ops)",
     "torchdynamo-export-to-torch-backend-pipeline{ extra-library=}",
-    "torch-backend-to-linalg-on-tensors-backend-pipeline{allow-non-finites=true}",
 ]
+BACKEND_TO_LINALG = "torch-backend-to-linalg-on-tensors-backend-pipeline{allow-non-finites=true}"
+TORCH_TO_LINALG = [*TORCH_TO_BACKEND, BACKEND_TO_LINALG]
+
+# The last pass of BACKEND_TO_LINALG; it rejects any func.call, so also the calls of the C
+# kernels' declarations (kernel=vnni), which only the IREE step defines.
+BACKEND_CONTRACT = "torch-verify-linalg-on-tensors-backend-contract"
+
+
+def backend_to_linalg_without_contract() -> str:
+    """BACKEND_TO_LINALG's passes minus its final contract check, as torch-mlir expands the
+    pipeline (read at run time, so a torch-mlir update cannot leave a stale copy here)."""
+    with ir.Context():
+        expanded = str(passmanager.PassManager.parse(f"builtin.module({BACKEND_TO_LINALG})"))
+    inner = expanded.removeprefix("builtin.module(").removesuffix(")")
+    passes = inner.removesuffix("," + BACKEND_CONTRACT)
+    if passes == inner:
+        raise RuntimeError(f"torch-mlir's {BACKEND_TO_LINALG} no longer ends with {BACKEND_CONTRACT}: {expanded}")
+    return passes
+
+
+@dataclass
+class VerifyBackendContract(Pass):
+    """torch-mlir's linalg-on-tensors contract check, unless the module calls C kernels."""
+
+    name = "harden-verify-backend-contract"
+
+    def run(self, module: ir.Operation, ctx: PassContext) -> None:
+        if any(CUSTOM_DISPATCH_ATTR in f.operation.attributes for f in functions(module)):
+            return
+        try:
+            passmanager.PassManager.parse(f"builtin.module({BACKEND_CONTRACT})").run(module)
+        except ir.MLIRError as e:
+            for diagnostic in e.error_diagnostics:  # torch-mlir's own messages, at their ops
+                diagnostic.location.emit_error(diagnostic.message)
+            raise PassFailure(BACKEND_CONTRACT) from None
 
 
 @dataclass
@@ -26,8 +64,11 @@ class LowerToLinalg(Pipeline):
 
     name = "harden-lower-to-linalg"
 
-    kernel: Literal["exact", "reference"] = option("exact", "see harden-lower-harden-ops")
+    kernel: Literal["exact", "reference", "vnni"] = option("exact", "see harden-lower-harden-ops")
     activations: Literal["f32", "int8"] = option("f32", "see harden-lower-harden-ops (int8 changes numerics)")
 
     def steps(self):
-        return [LowerHardenOps(kernel=self.kernel, activations=self.activations), LowerLinear(), *TORCH_TO_LINALG]
+        steps = [LowerHardenOps(kernel=self.kernel, activations=self.activations), LowerLinear()]
+        if self.kernel == "vnni":
+            return [*steps, *TORCH_TO_BACKEND, backend_to_linalg_without_contract(), VerifyBackendContract()]
+        return [*steps, *TORCH_TO_LINALG]

@@ -41,6 +41,9 @@ def make_parser() -> ArgumentParser:
     p.add_argument("--atol", type=float, help="fail (exit 1) if max_abs_err exceeds this")
     p.add_argument("--min-top1", type=float, help="fail (exit 1) if top1_agreement is below this")
     p.add_argument("--max-kl", type=float, help="fail (exit 1) if kl exceeds this")
+    p.add_argument("--sensitivity", action="store_true", help="instead of running on IREE: the KL cost of ternarizing each layer group alone "
+                   "(PyTorch, from the provenance); with --max-kl also the fewest groups to keep in f32")
+    p.add_argument("--ternarize-options", default="", metavar="OPTIONS", help="harden-ternarize options for --sensitivity, e.g. 'scale=group group-size=64'")
     p.add_argument("--no-cache", action="store_true", help="compile even if the module is in the compile cache")
     p.add_argument("--cache-dir", help=f"compile cache (default: $HARDEN_CACHE_DIR or {default_cache_dir()})")
     return p
@@ -164,6 +167,42 @@ def print_report(result, description, schedule_summary):
             print(line)
 
 
+def sensitivity(args, model) -> int:
+    """--sensitivity: per-group KL of ternarization on the PyTorch model (no IREE)."""
+    from harden.passes.base import PassOptionError
+    from harden.passes.ternarize import Ternarize
+    from harden.runtime.sensitivity import SensitivityModel, TernaryOptions
+
+    try:
+        tern = Ternarize.from_options(args.ternarize_options)
+    except PassOptionError as e:
+        raise CommandError(f"--ternarize-options: {e}", USAGE) from None
+    torch_engine, info = reference_engine(args, model)
+    sequences, description = evaluation_inputs(args, torch_engine, model.seq_len)
+    options = TernaryOptions(tern.method, tern.scale, tern.group_size, tern.planes, tern.classifier)
+    analysis = SensitivityModel(torch_engine.model, sequences, model.seq_len, model.max_seq_len, options)
+    costs = analysis.group_costs()
+    everything = analysis.evaluate(list(analysis.groups))
+    print(f"model      {info['source']}, ternarized with method={tern.method} scale={tern.scale}"
+          f"{f' group-size={tern.group_size}' if tern.scale == 'group' else ''} planes={tern.planes}")
+    print(f"inputs     {description}")
+    print()
+    print(f"{'layer group':<28}{'KL alone (nats)':>16}{'top-1 alone':>13}{'f32 bytes':>12}{'ternary bytes':>15}")
+    for c in costs:
+        print(f"{c.group:<28}{c.kl:>16.4g}{c.top1_agreement:>13.4f}{c.f32_bytes:>12}{c.ternary_bytes:>15}")
+    print(f"{'all groups':<28}{everything['kl']:>16.4g}{everything['top1_agreement']:>13.4f}")
+    result = {"groups": [c.__dict__ for c in costs], "all_groups": everything}
+    if args.max_kl is not None:
+        kept, metrics = analysis.auto_keep(args.max_kl, costs)
+        extra = sum(analysis.bytes_of(g)[0] - analysis.bytes_of(g)[1] for g in kept)
+        print()
+        print(f"to meet --max-kl {args.max_kl:g}: keep {len(kept)} group(s) in f32 ({extra} more bytes), KL {metrics['kl']:.4g}: keep={','.join(kept)}")
+        result["policy"] = {"max_kl": args.max_kl, "keep": kept, "kl": metrics["kl"], "top1_agreement": metrics["top1_agreement"], "extra_bytes": extra}
+    if args.json_out:
+        write_output(args.json_out, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def run(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
     if args.json_out:
@@ -171,6 +210,10 @@ def run(argv: list[str]) -> int:
     if args.generate < 1:
         raise CommandError("--generate must be at least 1", USAGE)
     model = load(args.model)
+    if args.sensitivity:
+        if args.reference != "torch":
+            raise CommandError("--sensitivity works on the PyTorch model of the provenance (--reference torch)", USAGE)
+        return sensitivity(args, model)
     reference, ref_info = reference_engine(args, model)
     cache = None if args.no_cache else CompileCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir())
     engine, compiled = compile_engine(model, cache, "model")

@@ -1,0 +1,77 @@
+"""harden-ternary-policy: choose which layer groups stay in f32 to meet a KL budget."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from torch_mlir import ir
+
+from harden.core.files import write_atomically
+from harden.passes.base import Pass, PassContext, PassOptionError, option
+
+KEEP_ATTR = "harden.keep"
+"""Module attribute: layer groups (or weight-name globs) harden-ternarize leaves in f32."""
+
+
+@dataclass
+class TernaryPolicy(Pass):
+    """Pick the fewest layer groups to keep in f32 so that KL(f32 || hardened) <= max-kl.
+
+    Rebuilds the PyTorch model from the module's provenance (harden-import records it),
+    samples sequences from it, measures each layer group's KL when it alone is ternarized
+    (with the same options harden-ternarize will use), then keeps groups in f32, most
+    sensitive first, until the KL with all other groups ternarized meets the budget. The
+    choice is recorded as the module attribute `harden.keep`, which harden-ternarize
+    honours; `report=FILE` writes the per-group costs, the choice and its bytes as JSON.
+    Fails at the module when it has no provenance.
+    """
+
+    name = "harden-ternary-policy"
+
+    max_kl: float = option(0.1, "KL budget in nats against the f32 model")
+    samples: int = option(4, "sequences sampled from the f32 model to measure KL on")
+    seq_len: int = option(0, "tokens per sequence (0: the module's prefill length)")
+    seed: int = option(0, "seed of the sampling")
+    method: Literal["absmean", "twn"] = option("absmean", "see harden-ternarize")
+    scale: Literal["tensor", "channel", "group"] = option("channel", "see harden-ternarize")
+    group_size: int = option(64, "see harden-ternarize")
+    planes: int = option(1, "see harden-ternarize")
+    classifier: bool = option(False, "see harden-ternarize")
+    report: str = option("", "write the per-group costs and the choice as JSON to this file")
+
+    def validate(self) -> None:
+        if self.max_kl < 0:
+            raise PassOptionError(f"option 'max-kl' of '{self.name}' must be non-negative, got {self.max_kl}")
+        if self.samples < 1:
+            raise PassOptionError(f"option 'samples' of '{self.name}' must be positive, got {self.samples}")
+
+    def run(self, module: ir.Operation, ctx: PassContext) -> None:
+        from harden.runtime.evaluate import sample_sequences
+        from harden.runtime.importer import PROVENANCE_ATTR, exported_model_from_provenance, load_provenance
+        from harden.runtime.sensitivity import SensitivityModel, TernaryOptions
+        from harden.runtime.engines import TorchEngine
+
+        if PROVENANCE_ATTR not in module.attributes:
+            raise ctx.fail(module, f"'{self.name}' needs the module's provenance ({PROVENANCE_ATTR}, written by harden-import)")
+        provenance = load_provenance(module)
+        model = exported_model_from_provenance(provenance)
+        length = self.seq_len or provenance.seq_len
+        sequences = sample_sequences(TorchEngine(model, provenance.seq_len, provenance.max_seq_len), self.samples, length, self.seed, bos=1)
+        options = TernaryOptions(self.method, self.scale, self.group_size, self.planes, self.classifier)
+        analysis = SensitivityModel(model, sequences, provenance.seq_len, provenance.max_seq_len, options)
+        costs = analysis.group_costs()
+        kept, metrics = analysis.auto_keep(self.max_kl, costs)
+        module.attributes[KEEP_ATTR] = ir.ArrayAttr.get([ir.StringAttr.get(g) for g in kept])
+        extra_bytes = sum(analysis.bytes_of(g)[0] - analysis.bytes_of(g)[1] for g in kept)
+        ctx.remark(module, f"keeping {len(kept)} of {len(costs)} layer groups in f32 ({extra_bytes} more bytes): KL {metrics['kl']:.4g} nats")
+        if self.report:
+            write_atomically(self.report, json.dumps({
+                "max_kl": self.max_kl,
+                "keep": kept,
+                "kl": metrics["kl"],
+                "top1_agreement": metrics["top1_agreement"],
+                "bytes_kept_f32_over_ternary": extra_bytes,
+                "groups": [c.__dict__ for c in costs],
+            }, indent=2) + "\n")

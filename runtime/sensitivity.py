@@ -1,0 +1,155 @@
+"""What ternarizing each layer group costs in accuracy, and which groups to keep in f32.
+
+Works on the PyTorch model a module was imported from, with the weights ternarized in
+numpy exactly as `harden-ternarize` does it (the same function and options; q, k and v
+ternarized as one fused weight, as the pipeline fuses them first), so the KL measured
+here is the KL of the hardened module up to f32 rounding.
+
+A layer group is a linear's parent module: `layers.3.attention` (q, k, v, o) or
+`layers.3.feed_forward` (gate, up, down) in the reference model's names,
+`model.layers.3.self_attn` / `model.layers.3.mlp` in Hugging Face's. The classifier
+(`output` / `lm_head`) is a group of its own, only when the classifier is ternarized
+and is its own linear (a classifier tied to the embedding is left out: ternarizing it
+here would change the embedding too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from harden.dialects.ternary_pack import packed_columns
+from harden.dialects.ternary_quant import ternarize
+from harden.runtime.engines import TorchEngine
+from harden.runtime.evaluate import teacher_forced_logits
+from harden.runtime.metrics import compare_logits
+
+CLASSIFIERS = ("output", "lm_head")
+FUSED_QKV = (("wq", "wk", "wv"), ("q_proj", "k_proj", "v_proj"))
+
+
+@dataclass(frozen=True)
+class TernaryOptions:
+    """The harden-ternarize options that decide the numerics."""
+
+    method: str = "absmean"
+    scale: str = "channel"
+    group_size: int = 64
+    planes: int = 1
+    classifier: bool = False
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    group: str
+    kl: float  # KL(f32 || model with only this group ternarized), nats
+    top1_agreement: float
+    f32_bytes: int
+    ternary_bytes: int
+
+
+def _weight_name(module_name: str) -> str:
+    """Parameter names as the imported module names its weights (HfLlama wraps HF as `hf`)."""
+    return module_name.removeprefix("hf.") + ".weight"
+
+
+def linear_groups(model: torch.nn.Module, options: TernaryOptions) -> dict[str, list[str]]:
+    """Layer group -> weight names of the linears the pipeline ternarizes, in model order."""
+    groups: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in CLASSIFIERS and not options.classifier:
+            continue
+        group = leaf if leaf in CLASSIFIERS else _weight_name(name).rsplit(".", 2)[0]
+        groups.setdefault(group, []).append(_weight_name(name))
+    return groups
+
+
+def _parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {n.removeprefix("hf."): p for n, p in model.named_parameters()}
+
+
+def _fused_sets(names: list[str]) -> list[list[str]]:
+    """The names ternarized together: q, k, v as one fused weight, every other alone."""
+    for triple in FUSED_QKV:
+        members = [n for n in names if n.rsplit(".", 2)[-2] in triple]
+        if len(members) == 3:
+            return [members] + [[n] for n in names if n not in members]
+    return [[n] for n in names]
+
+
+def ternarized_weights(model, names: list[str], options: TernaryOptions) -> dict[str, torch.Tensor]:
+    """The dequantized ternary weights harden-ternarize gives these linears."""
+    params = _parameters(model)
+    result = {}
+    for members in _fused_sets(names):
+        w = np.concatenate([params[n].detach().float().numpy() for n in members])
+        group = min(options.group_size, w.shape[1])
+        dq = ternarize(w, options.method, options.scale, group, options.planes).dequantize()
+        start = 0
+        for n in members:
+            rows = params[n].shape[0]
+            result[n] = torch.from_numpy(dq[start : start + rows])
+            start += rows
+    return result
+
+
+def ternary_bytes(shape: tuple[int, int], options: TernaryOptions) -> int:
+    """Packed codes plus f32 scales of one weight, as the pipeline stores them."""
+    out_f, in_f = shape
+    groups = {"tensor": 1, "channel": out_f, "group": out_f * -(-in_f // min(options.group_size, in_f))}[options.scale]
+    return options.planes * (out_f * packed_columns(in_f) + 4 * groups)
+
+
+class SensitivityModel:
+    """The f32 model, its logits on fixed sequences, and swaps of ternarized groups."""
+
+    def __init__(self, model: torch.nn.Module, sequences: list[list[int]], seq_len: int, max_seq_len: int, options: TernaryOptions):
+        self.model, self.sequences, self.options = model.eval(), sequences, options
+        self.engine = TorchEngine(model, seq_len, max_seq_len)
+        self.reference = teacher_forced_logits(self.engine, sequences)
+        self.groups = linear_groups(model, options)
+        self._params = _parameters(model)
+
+    def evaluate(self, ternary_groups: list[str]) -> dict[str, float]:
+        """Metrics against f32 with these groups ternarized (the model is restored after)."""
+        names = [n for g in ternary_groups for n in self.groups[g]]
+        replaced = ternarized_weights(self.model, names, self.options)
+        saved = {n: self._params[n].detach().clone() for n in replaced}
+        try:
+            with torch.no_grad():
+                for n, w in replaced.items():
+                    self._params[n].copy_(w)
+            return compare_logits(self.reference, teacher_forced_logits(self.engine, self.sequences))
+        finally:
+            with torch.no_grad():
+                for n, w in saved.items():
+                    self._params[n].copy_(w)
+
+    def bytes_of(self, group: str) -> tuple[int, int]:
+        """(f32 bytes, ternary bytes) of a group's weights."""
+        shapes = [tuple(self._params[n].shape) for n in self.groups[group]]
+        return sum(4 * a * b for a, b in shapes), sum(ternary_bytes(s, self.options) for s in shapes)
+
+    def group_costs(self) -> list[GroupCost]:
+        """Each group ternarized alone."""
+        costs = []
+        for group in self.groups:
+            m = self.evaluate([group])
+            costs.append(GroupCost(group, m["kl"], m["top1_agreement"], *self.bytes_of(group)))
+        return costs
+
+    def auto_keep(self, max_kl: float, costs: list[GroupCost]) -> tuple[list[str], dict[str, float]]:
+        """The groups to keep in f32, most sensitive first, until KL with every other group
+        ternarized is within `max_kl`. Returns (kept groups, metrics of that mix)."""
+        order = [c.group for c in sorted(costs, key=lambda c: (-c.kl, c.group))]
+        kept: list[str] = []
+        metrics = self.evaluate(order)
+        while metrics["kl"] > max_kl and len(kept) < len(order):
+            kept.append(order[len(kept)])
+            metrics = self.evaluate([g for g in order if g not in kept])
+        return kept, metrics
