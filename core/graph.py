@@ -11,8 +11,9 @@ def functions(module: ir.Operation) -> list[ir.OpView]:
 
 
 def body_ops(func: ir.OpView) -> list[ir.OpView]:
-    """The ops of a function's entry block, in program order."""
-    return list(func.regions[0].blocks[0].operations)
+    """The ops of a function's entry block, in program order (none for a declaration)."""
+    blocks = func.regions[0].blocks
+    return list(blocks[0].operations) if len(blocks) else []
 
 
 def ops_named(module: ir.Operation, name: str) -> list[ir.OpView]:

@@ -7,7 +7,8 @@ cross), compiled for llvm-cpu on this host and run with `iree.runtime`.
 Weights kept in a parameter file arrive as external `ml_program.global @param.<name>`
 (see harden-lower-harden-ops); `bind_parameters` turns them into IREE parameters
 (`util.global ... = #stream.parameter.named<"model"::"<name>">`), and `IreeModule`
-serves them from the safetensors file at run time.
+serves them from the safetensors file at run time. Declarations of the C ternary kernels
+(kernel=vnni) get their custom-dispatch definitions here (runtime/custom_dispatch.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch_mlir import ir
 
 from harden.core.diagnostics import DiagnosticSink
 from harden.passes.ternary_exact_kernel import CPU_TILING_ATTR
+from harden.runtime import custom_dispatch
 
 IREE_CPU_FLAGS = (
     "--iree-hal-target-device=local",
@@ -48,10 +50,17 @@ def lower_module_for_iree(module: ir.Operation, kernel: str = "exact", activatio
 PARAMETER_SCOPE = "model"
 
 
-def prepare_for_iree(mlir_text: str) -> str:
+def prepare_for_iree(mlir_text: str, flags: Sequence[str] = IREE_CPU_FLAGS) -> str:
     """The IREE-only parts of a lowered module, added in IREE's own IR: named parameters
-    for external weights and tiling configurations for the ternary kernels."""
-    if "#ml_program.extern" not in mlir_text and CPU_TILING_ATTR not in mlir_text:
+    for external weights, tiling configurations for the exact ternary kernel and the
+    custom dispatches of the C kernels. `flags`: the iree-compile flags the result is
+    compiled with (the C kernel objects are keyed by the executable target they select).
+    Raises IreeError if the module calls C kernels this host cannot run."""
+    if (
+        "#ml_program.extern" not in mlir_text
+        and CPU_TILING_ATTR not in mlir_text
+        and not custom_dispatch.has_custom_dispatches(mlir_text)
+    ):
         return mlir_text
     from iree.compiler import ir as iree_ir
 
@@ -59,6 +68,10 @@ def prepare_for_iree(mlir_text: str) -> str:
         module = iree_ir.Module.parse(mlir_text)
         _bind_parameters(module)
         _apply_cpu_tiling(module)
+        try:
+            custom_dispatch.define_custom_dispatches(module, flags)
+        except custom_dispatch.CustomDispatchError as e:
+            raise IreeError(str(e)) from None
         return str(module)
 
 
@@ -118,8 +131,9 @@ def compile_vmfb(mlir_text: str, extra_flags: Sequence[str] = ()) -> bytes:
     """Compiles linalg-on-tensors MLIR text to an IREE VM flatbuffer for this CPU."""
     from iree.compiler.tools import CompilerToolError, compile_str
 
+    flags = [*IREE_CPU_FLAGS, *extra_flags]
     try:
-        return compile_str(prepare_for_iree(mlir_text), extra_args=[*IREE_CPU_FLAGS, *extra_flags])
+        return compile_str(prepare_for_iree(mlir_text, flags), extra_args=flags)
     except CompilerToolError as e:
         raise IreeError(_first_lines(str(e))) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,14 +136,17 @@ class CompiledModule:
     cache_hit: bool
 
 
-def compile_module(loaded: LoadedModule, cache: CompileCache | None, driver: str = "local-task") -> CompiledModule:
-    """Compiles (or loads from the cache) a lowered module and loads it into IREE."""
+def compile_module(
+    loaded: LoadedModule, cache: CompileCache | None, driver: str = "local-task", extra_flags: Sequence[str] = ()
+) -> CompiledModule:
+    """Compiles (or loads from the cache) a lowered module and loads it into IREE.
+    `extra_flags` go to iree-compile after harden's own (and into the cache key)."""
     start = time.perf_counter()
-    flags = list(IREE_CPU_FLAGS)
+    flags = [*IREE_CPU_FLAGS, *extra_flags]
 
     def compile_now() -> bytes:
         with _Progress(f"compiling {loaded.path} with IREE (llvm-cpu)"):
-            return compile_vmfb(loaded.lowered_text)
+            return compile_vmfb(loaded.lowered_text, extra_flags)
 
     if cache is None:
         vmfb, hit = compile_now(), False

@@ -18,3 +18,11 @@ config.environment["PATH"] = os.pathsep.join([bin_dir, config.environment.get("P
 config.substitutions.append(("harden-opt", os.path.join(bin_dir, "harden-opt")))
 config.substitutions.append(("filecheck", os.path.join(bin_dir, "filecheck")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
+
+# The C ternary kernels (kernel=vnni) run only where their object is built and the CPU
+# has AVX-512 VNNI; their lit tests require this feature.
+import harden.passes  # noqa: E402,F401  (loads the passes before the runtime module they use)
+from harden.runtime.custom_dispatch import unavailable_reason  # noqa: E402
+
+if unavailable_reason() is None:
+    config.available_features.add("vnni-kernels")

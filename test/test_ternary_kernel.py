@@ -2,7 +2,10 @@
 
 Shapes include in_features not divisible by 4 (packing) or by the group size, every
 scale kind, one and two planes, with and without bias, and 2-D and 3-D activations.
-All cases go into one module so IREE compiles once.
+All cases go into one module so IREE compiles once per (kernel, activations).
+kernel=vnni runs the C kernels where the scale groups fit them (decode: one token;
+prefill: 6 and 7 tokens, i.e. the four-token blocks and the rest) and falls back to
+the exact kernel for groups of 8 and 3 in the same module.
 """
 
 import numpy as np
@@ -11,11 +14,16 @@ from torch_mlir import ir
 from torch_mlir.dialects import func
 
 from harden.core.context import make_context
+from harden.core.diagnostics import DiagnosticSink
 from harden.core.tensor_types import vtensor_type
 from harden.core.weights import WeightStore
 from harden.dialects.harden import build_ternary_linear
 from harden.dialects.ternary_pack import pack_ternary_2bit, ternary_linear_reference
 from harden.dialects.ternary_quant import ternarize
+from harden.passes.lower_harden import LowerHardenOps
+from harden.passes.ternary_vnni_kernel import CUSTOM_DISPATCH_ATTR
+from harden.pipelines.pass_manager import run_steps
+from harden.runtime import custom_dispatch
 from harden.runtime.iree_exec import IreeModule, compile_vmfb, lower_module_for_iree, prepare_for_iree
 
 # (rows shape, in_features, out_features, scale kind, group size, planes, bias)
@@ -25,17 +33,18 @@ CASES = [
     ((7,), 37, 9, "tensor", 0, 2, False),  # 2-D activation, odd sizes
     ((2, 3), 96, 33, "group", 32, 1, True),
     ((1, 4), 10, 6, "group", 3, 1, False),  # group of 3, last group of 1 column
+    ((1,), 40, 70, "group", 16, 2, True),  # decode with 3 groups (the last partial), padded rows
 ]
 
 
-def build_module(rng, activations):
+def build_module(rng, activations, cases=CASES):
     """One function per case: f(x) = ternary_linear(x); returns the module and numpy expectations."""
     ctx = make_context()
     expectations = []
     with ctx, ir.Location.unknown():
         module = ir.Module.create()
         weights = WeightStore()
-        for i, (rows, k, n, kind, group, planes, with_bias) in enumerate(CASES):
+        for i, (rows, k, n, kind, group, planes, with_bias) in enumerate(cases):
             w = rng.standard_normal((n, k)).astype(np.float32)
             tw = ternarize(w, "absmean", kind, group, planes)
             packed = pack_ternary_2bit(tw.ternary)
@@ -64,17 +73,25 @@ def build_module(rng, activations):
     return module, expectations
 
 
-@pytest.fixture(scope="module", params=[("exact", "f32"), ("reference", "f32"), ("exact", "int8")], ids="-".join)
+KERNELS = [("exact", "f32"), ("reference", "f32"), ("exact", "int8"), ("vnni", "f32"), ("vnni", "int8")]
+
+
+@pytest.fixture(scope="module", params=KERNELS, ids="-".join)
 def compiled_cases(request):
     kernel, activations = request.param
+    if kernel == "vnni" and custom_dispatch.unavailable_reason():
+        pytest.skip(f"C kernels unavailable: {custom_dispatch.unavailable_reason()}")
     module, expectations = build_module(np.random.default_rng(0), activations)
     lower_module_for_iree(module.operation, kernel=kernel, activations=activations)
     text = module.operation.get_asm()
-    if kernel == "exact":  # the kernel's tiling reaches IREE as compilation_info
+    if kernel in ("exact", "vnni"):  # the exact kernel's tiling reaches IREE as compilation_info
         assert "harden.cpu_tiling" in text
         prepared = prepare_for_iree(text)
         assert "harden.cpu_tiling" not in prepared
         assert "#iree_codegen.compilation_info" in prepared
+    if kernel == "vnni":  # C kernels where the groups fit, defined as custom dispatches for IREE
+        assert CUSTOM_DISPATCH_ATTR in text and "torch.verify" not in text
+        assert CUSTOM_DISPATCH_ATTR not in prepared and "hal.executable.objects" in prepared
     return IreeModule(compile_vmfb(text)), expectations
 
 
@@ -85,3 +102,29 @@ def test_lowered_kernel_matches_numpy_reference(compiled_cases, case):
     (y,) = module.call(name, x)
     assert y.shape == expected.shape
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def lower_one(group_size, kernel="vnni"):
+    """One group-scaled ternary_linear lowered by harden-lower-harden-ops; (IR text, diagnostics)."""
+    module, _ = build_module(np.random.default_rng(0), "f32", [((1,), 48, 16, "group", group_size, 1, False)])
+    sink = DiagnosticSink(remarks=True)
+    assert run_steps(module.operation, [LowerHardenOps(kernel=kernel)], sink)
+    return module.operation.get_asm(), [d.format() for d in sink.items]
+
+
+@pytest.mark.skipif(bool(custom_dispatch.unavailable_reason()), reason=f"C kernels unavailable: {custom_dispatch.unavailable_reason()}")
+def test_vnni_falls_back_to_the_exact_kernel_for_groups_it_cannot_take():
+    text, diagnostics = lower_one(group_size=24)
+    assert CUSTOM_DISPATCH_ATTR not in text and "harden.cpu_tiling" in text
+    assert diagnostics == ["harden: remark: kernel=vnni falls back to the exact kernel: group size 24 is not a multiple of 16"]
+    text, diagnostics = lower_one(group_size=16)
+    assert CUSTOM_DISPATCH_ATTR in text and "harden.cpu_tiling" not in text and diagnostics == []
+
+
+def test_vnni_falls_back_to_the_exact_kernel_where_the_c_kernels_cannot_run(monkeypatch):
+    monkeypatch.setattr("harden.passes.lower_harden.vnni_unavailable_reason", lambda: "this CPU lacks avx512_vnni")
+    text, diagnostics = lower_one(group_size=16)
+    assert CUSTOM_DISPATCH_ATTR not in text and "harden.cpu_tiling" in text
+    assert diagnostics == [
+        "harden: warning: kernel=vnni falls back to the exact kernel for every ternary_linear: this CPU lacks avx512_vnni"
+    ]
