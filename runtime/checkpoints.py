@@ -391,6 +391,49 @@ def hf_weight_names(config: LlamaConfig) -> dict[str, str]:
     return names
 
 
+def write_hf_checkpoint(directory: Path, config: LlamaConfig, state_dict: dict[str, torch.Tensor]) -> None:
+    """Writes a model as a Hugging Face Llama directory (config.json + model.safetensors)
+    that `HfCheckpoint` and transformers read; refuses configs HF's Llama cannot express."""
+    from safetensors.torch import save_file
+
+    c = config
+    if c.rope_layout != "half":
+        raise FrontendError("a Hugging Face checkpoint pairs RoPE dimensions i and i + head_dim/2; "
+                            "write this model (adjacent pairs) as a llama2.c .bin instead")
+    if c.rope_scaling is not None or c.qkv_bias != c.o_bias:
+        raise FrontendError("RoPE scaling or q/k/v biases without an o bias cannot be written as a Hugging Face Llama")
+    raw = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": c.dim,
+        "intermediate_size": c.hidden_dim,
+        "num_hidden_layers": c.n_layers,
+        "num_attention_heads": c.n_heads,
+        "num_key_value_heads": c.n_kv_heads,
+        "head_dim": c.head_dim,
+        "vocab_size": c.vocab_size,
+        "max_position_embeddings": c.max_seq_len,
+        "rms_norm_eps": c.norm_eps,
+        "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
+        "attention_bias": c.qkv_bias,
+        "tie_word_embeddings": c.tie_embeddings,
+        "hidden_act": "silu",
+        "torch_dtype": "float32",
+    }
+    tensors = {hf_name(n): state_dict[n].detach().float().contiguous() for n in reference_weight_shapes(c)}
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
+
+
+def write_checkpoint(path: Path, config: LlamaConfig, state_dict: dict[str, torch.Tensor]) -> None:
+    """A llama2.c checkpoint for a path ending in .bin, else a Hugging Face directory."""
+    if path.suffix == ".bin":
+        write_llama2c(path, config, state_dict)
+    else:
+        write_hf_checkpoint(path, config, state_dict)
+
+
 class SafetensorsWeights(WeightSource):
     """Tensors of safetensors files by stored name (read lazily through safetensors' mmap)."""
 

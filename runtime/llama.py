@@ -270,11 +270,14 @@ class Llama(nn.Module):
     def classifier_weight(self) -> torch.Tensor:
         return self.tok_embeddings.weight if self.output is None else self.output.weight
 
-    def empty_cache(self, max_seq_len: int | None = None) -> torch.Tensor:
-        """A zero KV cache (one of k or v) for `max_seq_len` positions (default: config.max_seq_len)."""
+    def empty_cache(self, max_seq_len: int | None = None, batch: int = 1) -> torch.Tensor:
+        """A zero KV cache (one of k or v) for `max_seq_len` positions (default: config.max_seq_len).
+
+        Exported modules use batch 1; PyTorch callers (training, batched sampling) may use more.
+        """
         c = self.config
         length = c.max_seq_len if max_seq_len is None else max_seq_len
-        return torch.zeros(c.n_layers, 1, c.n_kv_heads, length, c.head_dim)
+        return torch.zeros(c.n_layers, batch, c.n_kv_heads, length, c.head_dim)
 
     def _run(self, tokens, positions, k_cache, v_cache, allowed, keys_from_cache):
         cos, sin = rope_angles(self.config, positions)
@@ -298,7 +301,7 @@ class Llama(nn.Module):
         seq = tokens.shape[1]
         positions = torch.arange(seq)
         causal = positions[:, None] >= positions[None, :]
-        cache = self.empty_cache(max_seq_len)
+        cache = self.empty_cache(max_seq_len, batch=tokens.shape[0])
         if cache.dtype != self.tok_embeddings.weight.dtype:  # a model cast to bf16 keeps a bf16 cache
             cache = cache.to(self.tok_embeddings.weight.dtype)
         if seq > cache.shape[3]:

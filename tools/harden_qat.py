@@ -1,0 +1,103 @@
+"""harden-qat: ternary quantization-aware training with distillation from the f32 model."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
+
+TOOL = "harden-qat"
+
+
+def make_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog=TOOL,
+        description="Trains a ternary copy of a Llama against its f32 self (straight-through estimator, KL "
+        "distillation on sequences sampled from the f32 model) and writes a checkpoint whose linears are "
+        "exactly ternary x scale, so harden-ternarize with the same options hardens it losslessly.",
+        usage_exit_code=2,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="stories260k, tiny, a llama2.c .bin file or a Hugging Face directory")
+    source.add_argument("--random-init", metavar="SHAPE", help="a named shape with seeded random weights")
+    p.add_argument("--method", choices=("absmean", "twn"), default="absmean")
+    p.add_argument("--scale", choices=("tensor", "channel", "group"), default="channel")
+    p.add_argument("--group-size", type=int, help="input columns per scale (with --scale group)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="train for this many minutes of wall time (default 15)")
+    budget.add_argument("--steps", type=int, help="train for this many steps (deterministic for a seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training samples (the held-out set has its own)")
+    p.add_argument("--batch", type=int, default=16, help="sequences per step (default 16)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence (default 128)")
+    p.add_argument("--history", metavar="FILE.json", help="write the held-out evaluations (for plots) to this file")
+    p.add_argument("-o", dest="output", required=True, help="checkpoint: FILE.bin (llama2.c) or a directory (Hugging Face)")
+    return p
+
+
+def _progress_line(entry: dict, total: str) -> str:
+    return (
+        f"{chr(13) if sys.stderr.isatty() else ''}{TOOL}: step {entry['step']:>6}  {entry['seconds'] / 60:5.1f} of {total} min  loss {entry['loss']:.4f}  "
+        f"held-out top-1 {entry['top1_agreement']:.4f}  KL {entry['kl']:.4f}"
+    )
+
+
+def qat(argv: list[str]) -> int:
+    args = make_parser().parse_args(argv)
+    if args.group_size is not None and args.scale != "group":
+        raise CommandError("--group-size needs --scale group", 2)
+    if (args.group_size or 64) <= 0 or (args.steps is not None and args.steps <= 0) or (args.minutes is not None and args.minutes <= 0):
+        raise CommandError("--group-size, --steps and --minutes must be positive", 2)
+    output = Path(args.output)
+    check_output_path(args.output, [args.model] if args.model else [])
+    if output.exists() and output.is_dir() and any(output.iterdir()):
+        raise CommandError(f"'{output}' exists and is not empty; choose a new checkpoint directory")
+
+    from harden.runtime.checkpoints import FrontendError, RandomInit, open_model, write_checkpoint
+    from harden.runtime.qat import QatOptions, train
+
+    try:
+        source = open_model(args.model) if args.model else RandomInit(args.random_init)
+        teacher = source.reference_model()
+    except FrontendError as e:
+        raise CommandError(str(e)) from None
+    if output.suffix == ".bin" and teacher.config.rope_layout != "adjacent":
+        raise CommandError(f"'{output}': a llama2.c .bin holds adjacent-pair RoPE models only; give a directory for a Hugging Face checkpoint")
+    if output.suffix != ".bin" and teacher.config.rope_layout != "half":
+        raise CommandError(f"'{output}': this model (adjacent-pair RoPE) is written as a llama2.c checkpoint: name it FILE.bin")
+    options = QatOptions(
+        method=args.method, scale=args.scale, group_size=args.group_size or 64, batch=args.batch, seq_len=args.seq_len
+    )
+    minutes = None if args.steps is not None else (args.minutes or 15.0)
+    total = f"{minutes:g}" if minutes is not None else "?"
+
+    def progress(entry: dict) -> None:
+        # one line redrawn on a terminal, one line per evaluation in a log
+        print(_progress_line(entry, total), end="" if sys.stderr.isatty() else "\n", file=sys.stderr, flush=True)
+
+    result = train(teacher, options, steps=args.steps, minutes=minutes, seed=args.seed, progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    try:
+        write_checkpoint(output, teacher.config, result.model.state_dict())
+    except FrontendError as e:
+        raise CommandError(str(e)) from None
+    if args.history:
+        write_output(args.history, json.dumps({"options": options.__dict__, "evaluations": result.history}, indent=2) + "\n")
+    final = result.history[-1]
+    print(
+        f"{TOOL}: wrote {output} after {final['step']} steps ({final['seconds'] / 60:.1f} min): held-out top-1 "
+        f"{final['top1_agreement']:.4f}, KL {final['kl']:.4f} nats against the f32 model"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|copyreg).*")
+    return run_command(TOOL, lambda: qat(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
