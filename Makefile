@@ -45,11 +45,11 @@ $(BENCH_STAMP): $(STAMP)
 
 # Full suite: stories260k, llama-100m, tinyllama-1.1b; builds llama.cpp into out/llama.cpp first if missing.
 # BENCH_FLAGS adds options of bench/run.py (e.g. --reuse, --iree-flag=...).
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(KERNEL_OBJECT)
 	$(BIN)/python -m bench.run $(BENCH_FLAGS)
 
 # Under 3 minutes: llama-100m, 3 rounds (llama.cpp only if already built).
-bench-quick: $(BENCH_STAMP)
+bench-quick: $(BENCH_STAMP) $(KERNEL_OBJECT)
 	$(BIN)/python -m bench.run --quick $(BENCH_FLAGS)
 
 # llama.cpp's llama-bench from the llama-cpp-python sdist (about 10 minutes on 2 cores), in out/llama.cpp.

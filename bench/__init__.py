@@ -1,0 +1,1 @@
+"""harden benchmarks: `python -m bench.run` (see run.py) and `python bench/import_scale.py`."""

@@ -1,0 +1,233 @@
+"""llama.cpp as an anchor: built from the llama-cpp-python sdist, fed the same random-weight shape as TQ2_0.
+
+* `build()` downloads the llama-cpp-python sdist from PyPI (`pip download --no-binary`),
+  and builds the `llama-bench` target of its vendored llama.cpp with cmake
+  (`-DGGML_NATIVE=ON -DLLAMA_CURL=OFF`; about 10 minutes on 2 cores). Everything lives in
+  out/llama.cpp/ (ignored by git): no third-party code enters the repository.
+* `write_gguf()` writes a `RandomInit` shape (the same seeded weights harden-import uses)
+  as a GGUF file of llama.cpp's "llama" architecture: the linear layers ternarized the way
+  harden-pipeline does by default (absmean, one scale per output channel), stored as TQ2_0;
+  a block of 256 values of one row is then exactly {-s, 0, +s}, so TQ2_0 holds the same
+  ternary weights up to its f16 scale. Embedding and classifier are Q8_0, norms f32. No
+  tokenizer: `tokenizer.ggml.model = "none"` with a vocabulary size.
+* `LlamaBench` runs `llama-bench` for one prefill/decode measurement (`--repack 0`: the
+  AMX repack path died with "Illegal instruction" on this machine's CPU).
+
+    .venv/bin/python -m bench.llama_cpp build            # or: make llama-cpp
+    .venv/bin/python -m bench.llama_cpp gguf tinyllama-1.1b out/bench/tinyllama.gguf
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SDIST = "llama-cpp-python==0.3.36"
+DEFAULT_DIR = Path("out/llama.cpp")
+CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+               "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"]
+QK_K = 256  # TQ2_0 blocks hold 256 values of one row
+
+
+def bench_binary(directory: Path = DEFAULT_DIR) -> Path:
+    return directory / "build" / "bin" / "llama-bench"
+
+
+def build(directory: Path = DEFAULT_DIR, log=sys.stderr) -> Path:
+    """Builds llama-bench (once; an existing binary is kept). Raises RuntimeError with the
+    failing step's last lines."""
+    binary = bench_binary(directory)
+    if binary.exists():
+        return binary
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def step(what: str, command: list[str]) -> None:
+        print(f"llama.cpp: {what} ...", file=log, flush=True)
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        (directory / "build-steps.log").open("a").write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}\n")
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-8:])
+            raise RuntimeError(f"llama.cpp {what} failed (exit {result.returncode}):\n{tail}")
+        print(f"llama.cpp: {what} done in {time.perf_counter() - start:.0f} s", file=log, flush=True)
+
+    sdists = sorted((directory / "sdist").glob("llama_cpp_python-*.tar.gz"))
+    if not sdists:
+        step("download of the llama-cpp-python sdist", [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                                                        "--no-binary", ":all:", SDIST, "-d", str(directory / "sdist")])
+        sdists = sorted((directory / "sdist").glob("llama_cpp_python-*.tar.gz"))
+    with tarfile.open(sdists[-1]) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        if not (directory / top).exists():
+            tar.extractall(directory, filter="data")
+    source = directory / top / "vendor" / "llama.cpp"
+    generator = ["-G", "Ninja"] if _which("ninja") else []
+    step("cmake configure", ["cmake", "-S", str(source), "-B", str(directory / "build"), *generator, *CMAKE_FLAGS])
+    step("build of llama-bench (about 10 minutes on 2 cores)",
+         ["cmake", "--build", str(directory / "build"), "--target", "llama-bench", "-j", str(os.cpu_count() or 2)])
+    return binary
+
+
+def _which(name: str) -> bool:
+    from shutil import which
+
+    return which(name) is not None
+
+
+# ---------------------------------------------------------------------------------------
+# GGUF
+
+
+def supports(config) -> bool:
+    """TQ2_0 needs every row length (dim, hidden_dim) to be a multiple of 256."""
+    return config.dim % QK_K == 0 and config.hidden_dim % QK_K == 0 and (config.n_heads * config.head_dim) % QK_K == 0
+
+
+def _rope_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Rows of a q/k weight from the half-split RoPE layout (Hugging Face, harden's random
+    shapes) to llama.cpp's adjacent pairs: what convert_hf_to_gguf.py does."""
+    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+GGUF_LAYER_NAMES = {
+    "attention_norm.weight": "attn_norm.weight",
+    "attention.wq.weight": "attn_q.weight",
+    "attention.wk.weight": "attn_k.weight",
+    "attention.wv.weight": "attn_v.weight",
+    "attention.wo.weight": "attn_output.weight",
+    "ffn_norm.weight": "ffn_norm.weight",
+    "feed_forward.w1.weight": "ffn_gate.weight",
+    "feed_forward.w2.weight": "ffn_down.weight",
+    "feed_forward.w3.weight": "ffn_up.weight",
+}
+GGUF_GLOBAL_NAMES = {"tok_embeddings.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
+                     "output.weight": "output.weight"}
+
+
+def gguf_name(name: str) -> str:
+    if name in GGUF_GLOBAL_NAMES:
+        return GGUF_GLOBAL_NAMES[name]
+    _, layer, rest = name.split(".", 2)
+    return f"blk.{layer}.{GGUF_LAYER_NAMES[rest]}"
+
+
+def write_gguf(shape: str, path: Path, seed: int = 0) -> None:
+    """Writes random-init `shape` (seed as harden-import's --seed) as a TQ2_0 GGUF (see the module docstring)."""
+    import gguf
+    from gguf.quants import quantize
+
+    from harden.dialects.ternary_quant import ternarize
+    from harden.runtime.checkpoints import RandomInit
+
+    source = RandomInit(shape, seed=seed)
+    c = source.config
+    if c.rope_layout != "half" or c.qkv_bias or c.o_bias or c.rope_scaling is not None or not supports(c):
+        raise ValueError(f"'{shape}' cannot be written as a TQ2_0 llama GGUF by this script")
+    tmp = path.with_name(f".{path.name}.tmp")
+    writer = gguf.GGUFWriter(str(tmp), "llama")
+    writer.add_name(f"harden random-init {shape} (seed {seed}), ternary absmean per channel")
+    writer.add_context_length(c.max_seq_len)
+    writer.add_embedding_length(c.dim)
+    writer.add_block_count(c.n_layers)
+    writer.add_feed_forward_length(c.hidden_dim)
+    writer.add_head_count(c.n_heads)
+    writer.add_head_count_kv(c.n_kv_heads)
+    writer.add_rope_dimension_count(c.head_dim)
+    writer.add_rope_freq_base(c.rope_theta)
+    writer.add_layer_norm_rms_eps(c.norm_eps)
+    writer.add_vocab_size(c.vocab_size)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_TQ2_0)
+    writer.add_tokenizer_model("none")
+    for name in source.weights.names():
+        w = source.weights.tensor(name).numpy()
+        if w.ndim == 1:
+            writer.add_tensor(gguf_name(name), w)
+            continue
+        if name.endswith(("wq.weight", "wk.weight")):
+            w = _rope_permute(w, c.n_heads if "wq" in name else c.n_kv_heads)
+        if name in ("tok_embeddings.weight", "output.weight"):
+            qtype = gguf.GGMLQuantizationType.Q8_0
+        else:
+            qtype = gguf.GGMLQuantizationType.TQ2_0
+            w = ternarize(w, "absmean", "channel").dequantize()
+        writer.add_tensor(gguf_name(name), quantize(w, qtype), raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    tmp.replace(path)
+
+
+def gguf_bytes_per_token(path: Path) -> int:
+    """Bytes of weights one decoded token reads: every tensor, except one row of the token
+    embedding (a gather) unless it doubles as the classifier (no output.weight)."""
+    import gguf
+
+    tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    total = 0
+    for name, t in tensors.items():
+        nbytes = int(t.n_bytes)
+        if name == "token_embd.weight" and "output.weight" in tensors:
+            nbytes //= int(t.shape[-1])  # GGUF shapes are [columns, rows]
+        total += nbytes
+    return total
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+
+
+class LlamaBench:
+    """`llama-bench` on one GGUF: one call measures prefill (pp) and decode (tg) once, after
+    llama-bench's own warm-up run."""
+
+    def __init__(self, binary: Path, model: Path, threads: int):
+        self.binary, self.model, self.threads = binary, model, threads
+
+    def command(self, prompt_tokens: int, decode_tokens: int, repetitions: int = 1) -> list[str]:
+        return [str(self.binary), "-m", str(self.model), "-p", str(prompt_tokens), "-n", str(decode_tokens),
+                "-t", str(self.threads), "-r", str(repetitions), "--repack", "0", "-o", "json"]
+
+    def run(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        """(prefill tokens/s, decode tokens/s) of one llama-bench call."""
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}  # a thread clash seen from Python (TOOLCHAIN.md)
+        result = subprocess.run(self.command(prompt_tokens, decode_tokens), capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            tail = "\n".join(result.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"llama-bench failed (exit {result.returncode}):\n{tail}")
+        rates = {"prefill" if test["n_gen"] == 0 else "decode": float(test["avg_ts"]) for test in json.loads(result.stdout)}
+        return rates["prefill"], rates["decode"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build llama-bench under DIR (default out/llama.cpp)")
+    b.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    g = sub.add_parser("gguf", help="write a random-init shape as a TQ2_0 GGUF")
+    g.add_argument("shape")
+    g.add_argument("output", type=Path)
+    g.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.command == "build":
+        try:
+            print(build(args.dir))
+        except RuntimeError as e:
+            raise SystemExit(str(e)) from None
+    else:
+        start = time.perf_counter()
+        write_gguf(args.shape, args.output, args.seed)
+        print(f"{args.output}: {gguf_bytes_per_token(args.output) / 1e6:.1f} MB of weights per token, "
+              f"written in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
