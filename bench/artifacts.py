@@ -3,7 +3,8 @@
 Per shape, in out/bench/<shape>/:
     model.mlir (+ model.safetensors)      harden-import (--model stories260k | --random-init SHAPE)
     f32.mlir                              harden-pipeline with ternarize=false (fused QKV, f32)
-    ternary.mlir                          harden-pipeline with its defaults
+    ternary.mlir                          harden-pipeline with its defaults (kernel=exact)
+    ternary-vnni.mlir                     harden-pipeline with kernel=vnni (C custom dispatches)
 (+ the parameter files the pipelines write); each pipeline output is then compiled by IREE
 in this process (`harden.runtime.modules`).
 
@@ -32,6 +33,9 @@ BIN = Path(sys.executable).parent
 PIPELINES = {
     "IREE f32 (unhardened)": ("f32", "--harden-pipeline=ternarize=false"),
     "IREE ternary (hardened)": ("ternary", "--harden-pipeline"),
+    # The C custom-dispatch kernels (AVX-512 VNNI); on a host without them this lowers
+    # like the default and the row says so in a note.
+    "IREE ternary kernel=vnni": ("ternary-vnni", "--harden-pipeline=kernel=vnni"),
 }
 
 

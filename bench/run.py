@@ -1,14 +1,15 @@
-"""Benchmark suite: torch eager f32/bf16, IREE f32 (unhardened), IREE ternary (hardened) and llama.cpp
-TQ2_0, side by side in one run, per model shape.
+"""Benchmark suite: torch eager f32/bf16, IREE f32 (unhardened), IREE ternary (hardened, and with
+kernel=vnni) and llama.cpp TQ2_0, side by side in one run, per model shape.
 
 For each shape: import it and run harden-opt's pipelines (timed per stage: bench/artifacts.py),
-compile both pipeline outputs with IREE (timed), load every engine (bench/subjects.py), then
+compile the pipeline outputs with IREE (timed), load every engine (bench/subjects.py), then
 measure in rounds. A round runs every engine once (warm prefill of S tokens, then decode
 steps on its KV cache), in an order that rotates from round to round, between two
 measurements of the memory read bandwidth (bench/bandwidth.py); rounds taken while the
 bandwidth collapsed are dropped (bench/report.py). PyTorch runs with 2 threads (this
 machine has 2 cores), IREE on its `local-task` driver (a worker per core), llama.cpp with
-`-t 2`. The IREE ternary engine is whatever `--harden-pipeline` produces by default.
+`-t 2`. The "IREE ternary (hardened)" engine is whatever `--harden-pipeline` produces by
+default; "IREE ternary kernel=vnni" adds `kernel=vnni`.
 
     .venv/bin/python -m bench.run            # make bench: stories260k, llama-100m, tinyllama-1.1b
     .venv/bin/python -m bench.run --quick    # make bench-quick: llama-100m, 3 rounds of 8 decode steps
@@ -65,6 +66,7 @@ def build_subjects(files, args, report: ShapeReport, llama_bench: Path | None) -
     become notes, not aborts."""
     from harden.runtime.checkpoints import SHAPES
     from harden.runtime.compile_cache import CompileCache, default_cache_dir
+    from harden.runtime.custom_dispatch import unavailable_reason as vnni_unavailable_reason
     from harden.runtime.importer import exported_model_from_provenance
     from harden.runtime.modules import load_module
 
@@ -77,6 +79,8 @@ def build_subjects(files, args, report: ShapeReport, llama_bench: Path | None) -
     subjects += torch_subjects(model, any_module.seq_len, any_module.max_seq_len)
     for label, module in loaded.items():
         stage = f"IREE compile {files.pipeline_outputs[label].stem}"
+        if "vnni" in label and (why := vnni_unavailable_reason()):
+            report.notes.append(f"{label}: lowered with the exact kernel instead, {why}")
         try:
             subject, seconds, hit = iree_subject(label, module, cache, args.iree_flag)
         except Exception as e:  # noqa: BLE001 - any failure is reported with its message
@@ -224,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "extra_iree_compile_flags": args.iree_flag,
             "extra_iree_runtime_flags": args.iree_runtime_flag,
-            "bandwidth_probe": f"{CORES}-thread numpy OR-reduce over {probe.nbytes / 2**30:.0f} GiB of uint64, best of 3",
+            "bandwidth_probe": f"fastest of 3 reads of {probe.nbytes / 2**30:.0f} GiB by a {CORES}-thread torch f32 gemv "
+                               f"and a {CORES}-thread numpy uint64 OR-reduce (bench/bandwidth.py)",
             "decode_token_positions": f"{SEQ_LEN}..{SEQ_LEN + args.decode_steps - 1} after the prefill "
                                       "(llama.cpp: llama-bench tg from an empty cache)",
         },

@@ -163,10 +163,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: st
 def write_cache(cache: torch.Tensor, new: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """`cache[:, :, positions] = new` as a pure function.
 
-    cache is [1, kv_heads, max_seq_len, head_dim], new is [1, kv_heads, len(positions), head_dim].
-    A scatter along the position axis: torch-mlir lowers it to a scatter that IREE compiles
-    (aten.index_copy has no torch-mlir lowering).
+    cache is [B, kv_heads, max_seq_len, head_dim], new is [B, kv_heads, len(positions), head_dim].
+    One position (decode) is a select against a one-hot mask of the position axis: exact, and
+    elementwise for IREE. A scatter there makes IREE stage a copy of the layer's whole cache on
+    the stack (262,144 bytes for tinyllama-1.1b, over llvm-cpu's 32 KiB limit). Several
+    positions (prefill) are a scatter along the position axis, which torch-mlir lowers to
+    tm_tensor.scatter (aten.index_copy has no torch-mlir lowering).
     """
+    if positions.shape[0] == 1:
+        written = (torch.arange(cache.shape[2]) == positions).view(1, 1, -1, 1)
+        return torch.where(written, new, cache)
     index = positions.view(1, 1, -1, 1).expand_as(new)
     return cache.scatter(2, index, new)
 

@@ -81,3 +81,29 @@ def test_decode_steps_match_torch(compiled):
         got = iree.call("decode", token.numpy(), pos.numpy(), k_iree, v_iree)
         assert_close(got, (logits, k_cache, v_cache), f"decode step {step}")
         _, k_iree, v_iree = got
+
+
+def test_decode_with_a_kv_cache_slice_over_iree_stack_limit():
+    """A layer's cache slice of 64 KiB (stories260k at 512 positions; 256 KiB at
+    tinyllama-1.1b) must not be staged on the stack (llvm-cpu allows 32 KiB per dispatch):
+    the one-position cache write is a select, not a scatter."""
+    imported = import_model(open_embedded("stories260k"), entries=("decode",), seq_len=1, max_seq_len=512)
+    module = parse_module(imported.mlir_text(), "stories260k", make_context())
+    model = exported_model_from_provenance(load_provenance(module))
+    lower_module_for_iree(module)
+    iree = IreeModule(compile_vmfb(module.get_asm(), COMPILE_FLAGS))
+    k_cache = torch.randn(model.empty_cache(512).shape, generator=torch.Generator().manual_seed(2))
+    v_cache = torch.randn(k_cache.shape, generator=torch.Generator().manual_seed(3))
+    token, pos = torch.tensor([[7]]), torch.tensor([300])
+    with torch.no_grad():
+        expected = model.decode(token, pos, k_cache, v_cache)
+    logits, k_got, v_got = iree.call("decode", token.numpy(), pos.numpy(), k_cache.numpy(), v_cache.numpy())
+    # 301 random keys per head: f32 rounding grows with them, so relative to the logits' scale
+    assert np.abs(logits - expected[0].numpy()).max() <= TOLERANCE * expected[0].abs().max().item()
+    for got, before, want in ((k_got, k_cache, expected[1]), (v_got, v_cache, expected[2])):
+        # only position 300 is written (the rest is copied exactly) ...
+        others = np.arange(512) != 300
+        np.testing.assert_array_equal(got[:, :, :, others], before.numpy()[:, :, :, others])
+        # ... with the new key/value
+        assert np.abs(got[:, :, :, 300] - want.numpy()[:, :, :, 300]).max() <= TOLERANCE
+        assert np.abs(got[:, :, :, 300] - before.numpy()[:, :, :, 300]).max() > 0.1
