@@ -389,12 +389,40 @@ def _elementwise(op, full: str) -> OpModel:
     shape = results[0].shape
     operands = [_operand(v, op, broadcast_access(shape, tensor_info(v.type).shape)) for v in _tensor_operands(op)]
     base = _base(full)
+    if base == "where" and _is_masked_write(op, shape):
+        return _masked_write(op, full)
     model = OpModel(full, "elementwise", shape, operands, results, vector_passes=1.0)
     if base in _TRANSCENDENTAL or (base == "pow" and not _is_square(op, full)):
         model.operator_class, model.transcendentals = "transcendental", 1.0
     if base in ("to", "_to_copy", "type_as") and results[0].dtype == (operands[0].dtype if operands else None):
         return _free(op, full, reshape_access(shape, operands[0].shape))
     return model
+
+
+def _is_masked_write(op, shape) -> bool:
+    """`where(mask, new, buffer)` with `new` smaller than `buffer` and `buffer` of the result's
+    shape: the reference model's one-position KV-cache write (runtime/llama.py write_cache)."""
+    values = _tensor_operands(op)
+    if len(values) != 3:
+        return False
+    new, buffer = (tensor_info(v.type) for v in values[1:])
+    return buffer.shape == shape and numel(new.shape) < numel(shape)
+
+
+def _masked_write(op, full: str) -> OpModel:
+    """A masked write of a few rows into a buffer: done in place, moving only the new rows."""
+    results = _results(op)
+    mask, new, buffer = _tensor_operands(op)
+    out = results[0].shape
+    operands = [_operand(buffer, op, identity_access, counts_bytes=False)]
+    for v in (new, mask):
+        use = _operand(v, op, (lambda s: lambda box: full_box(s))(tensor_info(v.type).shape))
+        if use is not None:
+            operands.append(use)
+    source = tensor_info(new.type)
+    moved = 2 * numel(source.shape) * dtype_bytes(source.dtype)
+    return OpModel(full, "move", out, operands, results, moved_bytes=moved, alias=0,
+                   free_if_aliased_source=1 if len(operands) > 1 and operands[1].value == new else None, in_place=True)
 
 
 def _is_square(op, full: str) -> bool:
