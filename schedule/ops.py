@@ -410,19 +410,8 @@ def _is_masked_write(op, shape) -> bool:
 
 
 def _masked_write(op, full: str) -> OpModel:
-    """A masked write of a few rows into a buffer: done in place, moving only the new rows."""
-    results = _results(op)
-    mask, new, buffer = _tensor_operands(op)
-    out = results[0].shape
-    operands = [_operand(buffer, op, identity_access, counts_bytes=False)]
-    for v in (new, mask):
-        use = _operand(v, op, (lambda s: lambda box: full_box(s))(tensor_info(v.type).shape))
-        if use is not None:
-            operands.append(use)
-    source = tensor_info(new.type)
-    moved = 2 * numel(source.shape) * dtype_bytes(source.dtype)
-    return OpModel(full, "move", out, operands, results, moved_bytes=moved, alias=0,
-                   free_if_aliased_source=1 if len(operands) > 1 and operands[1].value == new else None, in_place=True)
+    """`where(mask, new, buffer)`: an in-place update of operand 2 from operand 1."""
+    return _inplace_update(op, full, buffer_index=2, source_index=1)
 
 
 def _is_square(op, full: str) -> bool:
@@ -572,20 +561,20 @@ def _stack(op, full: str) -> OpModel:
     return OpModel(full, "move", out, operands, results, stack_dim=d)
 
 
-def _inplace_update(op, full: str) -> OpModel:
-    """A functional update of a buffer (the KV-cache write): done in place, moving the source."""
+def _inplace_update(op, full: str, buffer_index: int = 0, source_index: int | None = None) -> OpModel:
+    """A functional update of operand `buffer_index` (the KV-cache write): done in place,
+    moving the source (operand `source_index`, by default the op's own source operand)."""
     results = _results(op)
     out = results[0].shape
     values = list(op.operands)
-    base = _base(full)
-    source_index = {"index_copy": 3, "index_copy_": 3, "index_put": 2, "_index_put_impl": 2, "index_put_": 2,
-                    "select_scatter": 1, "slice_scatter": 1, "copy": 1, "copy_": 1, "scatter": 3,
-                    "scatter_add": 3, "masked_scatter": 2}.get(base, 1)
-    operands: list[OperandUse] = []
+    if source_index is None:
+        source_index = {"index_copy": 3, "index_copy_": 3, "index_put": 2, "_index_put_impl": 2, "index_put_": 2,
+                        "select_scatter": 1, "slice_scatter": 1, "copy": 1, "copy_": 1, "scatter": 3,
+                        "scatter_add": 3, "masked_scatter": 2}.get(_base(full), 1)
+    operands: list[OperandUse] = [_operand(values[buffer_index], op, identity_access, counts_bytes=False)]
     source_position = None
     for i, value in enumerate(values):
-        if i == 0:
-            operands.append(_operand(value, op, identity_access, counts_bytes=False))
+        if i == buffer_index:
             continue
         tensors = list_items(value) if tensor_info(value.type) is None else [value]
         for v in tensors or []:
