@@ -217,14 +217,18 @@ class Attention(nn.Module):
         v_cache = write_cache(v_cache, v, positions)
         keys, values = (k_cache, v_cache) if keys_from_cache else (k, v)
 
-        # Query head h reads key/value head h // group.
+        # Query head h reads key/value head h // group. The group's queries are stacked as
+        # rows against their one key/value head rather than the keys copied per query head:
+        # a copy would write group x the cache every step (7 of tinyllama-1.1b's 63 ms).
+        # Scores are viewed per query head again for the mask and softmax.
         group = c.n_heads // c.n_kv_heads
-        keys = keys[:, :, None].expand(-1, -1, group, -1, -1).flatten(1, 2)
-        values = values[:, :, None].expand(-1, -1, group, -1, -1).flatten(1, 2)
+        q = q.reshape(batch, c.n_kv_heads, group * seq, c.head_dim)
         scores = torch.matmul(q, keys.transpose(2, 3)) * (c.head_dim**-0.5)
+        scores = scores.view(batch, c.n_heads, seq, -1)
         # A finite fill keeps the IR free of infinities; exp() of it is exactly 0.
         scores = torch.where(allowed, scores, torch.finfo(scores.dtype).min)
-        attention = torch.matmul(F.softmax(scores, dim=-1), values)
+        probabilities = F.softmax(scores, dim=-1).view(batch, c.n_kv_heads, group * seq, -1)
+        attention = torch.matmul(probabilities, values).view(batch, c.n_heads, seq, c.head_dim)
         out = attention.transpose(1, 2).reshape(batch, seq, c.n_heads * c.head_dim)
         return self.wo(out), k_cache, v_cache
 
