@@ -1,5 +1,5 @@
 """Benchmark suite: torch eager f32/bf16, IREE f32 (unhardened), IREE ternary (hardened, and with
-kernel=vnni) and llama.cpp TQ2_0, side by side in one run, per model shape.
+kernel=exact) and llama.cpp TQ2_0, side by side in one run, per model shape.
 
 For each shape: import it and run harden-opt's pipelines (timed per stage: bench/artifacts.py),
 compile the pipeline outputs with IREE (timed), load every engine (bench/subjects.py), then
@@ -9,7 +9,8 @@ measurements of the memory read bandwidth (bench/bandwidth.py); rounds taken whi
 bandwidth collapsed are dropped (bench/report.py). PyTorch runs with 2 threads (this
 machine has 2 cores), IREE on its `local-task` driver (a worker per core), llama.cpp with
 `-t 2`. The "IREE ternary (hardened)" engine is whatever `--harden-pipeline` produces by
-default; "IREE ternary kernel=vnni" adds `kernel=vnni`.
+default (kernel=auto: the C kernels where this host runs them); "IREE ternary kernel=exact"
+adds `kernel=exact` (the portable pure-linalg kernel).
 
     .venv/bin/python -m bench.run            # make bench: stories260k, llama-100m, tinyllama-1.1b
     .venv/bin/python -m bench.run --quick    # make bench-quick: llama-100m, 3 rounds of 8 decode steps
@@ -49,6 +50,7 @@ QUICK_SHAPES = ["llama-100m"]
 SEQ_LEN = 128  # prefill tokens
 MAX_SEQ_LEN = 256  # KV-cache positions: the prompt plus the decode steps fit
 LLAMA_CPP_LABEL = "llama.cpp TQ2_0"
+DEFAULT_TERNARY = "IREE ternary (hardened)"  # the row of --harden-pipeline with its defaults
 
 
 def log(message: str) -> None:
@@ -79,8 +81,8 @@ def build_subjects(files, args, report: ShapeReport, llama_bench: Path | None) -
     subjects += torch_subjects(model, any_module.seq_len, any_module.max_seq_len)
     for label, module in loaded.items():
         stage = f"IREE compile {files.pipeline_outputs[label].stem}"
-        if "vnni" in label and (why := vnni_unavailable_reason()):
-            report.notes.append(f"{label}: lowered with the exact kernel instead, {why}")
+        if label == DEFAULT_TERNARY and (why := vnni_unavailable_reason()):
+            report.notes.append(f"{label}: kernel=auto lowered with the exact kernel, {why}")
         try:
             subject, seconds, hit = iree_subject(label, module, cache, args.iree_flag)
         except Exception as e:  # noqa: BLE001 - any failure is reported with its message

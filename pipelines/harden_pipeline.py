@@ -39,7 +39,7 @@ class HardenPipeline(Pipeline):
     schedule: bool = option(True, "statically schedule the harden-level graph (and verify the schedule)")
     machine: str = option("tsp", "see harden-stream-schedule: tsp, hardwired or a JSON file")
     tile: int = option(DEFAULT_TILE, "see harden-stream-schedule")
-    kernel: Literal["exact", "reference", "vnni"] = option("exact", "see harden-lower-harden-ops")
+    kernel: Literal["auto", "exact", "reference", "vnni"] = option("auto", "see harden-lower-harden-ops")
     activations: Literal["f32", "int8"] = option("f32", "see harden-lower-harden-ops (int8 changes numerics)")
     lower: bool = option(True, "lower to linalg at the end (false: stop at the harden-level graph)")
 

@@ -64,11 +64,10 @@ class LowerToLinalg(Pipeline):
 
     name = "harden-lower-to-linalg"
 
-    kernel: Literal["exact", "reference", "vnni"] = option("exact", "see harden-lower-harden-ops")
+    kernel: Literal["auto", "exact", "reference", "vnni"] = option("auto", "see harden-lower-harden-ops")
     activations: Literal["f32", "int8"] = option("f32", "see harden-lower-harden-ops (int8 changes numerics)")
 
     def steps(self):
-        steps = [LowerHardenOps(kernel=self.kernel, activations=self.activations), LowerLinear()]
-        if self.kernel == "vnni":
-            return [*steps, *TORCH_TO_BACKEND, backend_to_linalg_without_contract(), VerifyBackendContract()]
-        return [*steps, *TORCH_TO_LINALG]
+        # The contract check is ours, to let calls of C kernels (kernel=auto or vnni) through.
+        return [LowerHardenOps(kernel=self.kernel, activations=self.activations), LowerLinear(),
+                *TORCH_TO_BACKEND, backend_to_linalg_without_contract(), VerifyBackendContract()]

@@ -37,7 +37,7 @@ class LoweringError(RuntimeError):
     """The harden/torch lowering to linalg failed; the message holds the first diagnostic."""
 
 
-def lower_module_for_iree(module: ir.Operation, kernel: str = "exact", activations: str = "f32") -> None:
+def lower_module_for_iree(module: ir.Operation, kernel: str = "auto", activations: str = "f32") -> None:
     """Runs harden-lower-to-linalg on `module` in place (raises LoweringError)."""
     from harden.pipelines.lower_to_linalg import LowerToLinalg
     from harden.pipelines.pass_manager import run_steps

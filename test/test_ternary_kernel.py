@@ -128,3 +128,12 @@ def test_vnni_falls_back_to_the_exact_kernel_where_the_c_kernels_cannot_run(monk
     assert diagnostics == [
         "harden: warning: kernel=vnni falls back to the exact kernel for every ternary_linear: this CPU lacks avx512_vnni"
     ]
+
+
+def test_auto_kernel_is_vnni_where_the_c_kernels_run_and_exact_without_a_warning_elsewhere(monkeypatch):
+    monkeypatch.setattr("harden.passes.lower_harden.vnni_unavailable_reason", lambda: None)
+    text, diagnostics = lower_one(group_size=16, kernel="auto")
+    assert CUSTOM_DISPATCH_ATTR in text and "harden.cpu_tiling" not in text and diagnostics == []
+    monkeypatch.setattr("harden.passes.lower_harden.vnni_unavailable_reason", lambda: "this CPU lacks avx512_vnni")
+    text, diagnostics = lower_one(group_size=16, kernel="auto")
+    assert CUSTOM_DISPATCH_ATTR not in text and "harden.cpu_tiling" in text and diagnostics == []

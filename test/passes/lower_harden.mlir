@@ -1,9 +1,10 @@
 // RUN: harden-opt %s --split-input-file --harden-lower-harden-ops=kernel=reference | filecheck %s
-// RUN: harden-opt %s --split-input-file --harden-lower-harden-ops | filecheck %s --check-prefix=EXACT
-// RUN: harden-opt %s --split-input-file --harden-lower-to-linalg | filecheck %s --check-prefix=FULL
+// RUN: harden-opt %s --split-input-file --harden-lower-harden-ops=kernel=exact | filecheck %s --check-prefix=EXACT
+// RUN: harden-opt %s --split-input-file --harden-lower-to-linalg=kernel=exact | filecheck %s --check-prefix=FULL
 
-// The exact kernel (default): the codes re-laid out as i32 words of 16 codes (still 2 bits
-// per weight; 2 rows padded to 64, 10 columns in 4 groups of 3 padded to 12), passed to a
+// The exact kernel (the default kernel=auto uses it where the C kernels cannot run): the
+// codes re-laid out as i32 words of 16 codes (still 2 bits per weight; 2 rows padded to
+// 64, 10 columns in 4 groups of 3 padded to 12), passed to a
 // private kernel function whose main generic carries its CPU tiling.
 // EXACT-LABEL: func.func @ternary
 // EXACT: %[[WORDS:.*]] = torch.vtensor.literal(dense<{{.*}}> : tensor<1x1x12x4xsi32>)

@@ -3,6 +3,8 @@
 // lit.cfg.py sets the vnni-kernels feature when both are there.
 // RUN: harden-opt %s --split-input-file --harden-lower-harden-ops=kernel=vnni --harden-remarks 2>&1 | filecheck %s --check-prefix=VNNI
 // RUN: harden-opt %s --split-input-file --harden-lower-to-linalg=kernel=vnni | filecheck %s --check-prefix=VNNI-FULL
+// kernel=auto (the default) is kernel=vnni on such a host.
+// RUN: harden-opt %s --split-input-file --harden-lower-harden-ops --harden-remarks 2>&1 | filecheck %s --check-prefix=VNNI
 
 // Groups of 3 do not fit the C kernels: the exact kernel, with a remark.
 func.func @ternary(%x: !torch.vtensor<[1,3,10],f32>) -> !torch.vtensor<[1,3,2],f32> {
