@@ -70,6 +70,13 @@ def _check_rows_match(input_info: TensorInfo, result_info: TensorInfo, what: str
     return None
 
 
+def _check_dtype(what: str, info: TensorInfo | None, storage: str, expected: str) -> str | None:
+    """`storage` is the builtin element type (i8 for torch's si8 too)."""
+    if info is not None and info.storage_dtype != storage:
+        return f"{what} must hold {expected}, got element type {info.dtype}"
+    return None
+
+
 def _first_error(*checks) -> str | None:
     """Runs checks (callables returning an error string or None) and stops at the first error."""
     for check in checks:
@@ -77,6 +84,28 @@ def _first_error(*checks) -> str | None:
         if error:
             return error
     return None
+
+
+def _linear_operands_error(op, in_f: int, out_f: int, weight: tuple, scales: tuple) -> str | None:
+    """Operand and result checks shared by the quantized linears: weight = (what, shape,
+    what its i8 elements hold), scales = (what, shape) of f32."""
+    x = tensor_info(op.input.type)
+    w = tensor_info(op.weight.type)
+    s = tensor_info(op.scales.type)
+    y = tensor_info(op.output.type)
+    (weight_what, weight_shape, codes), (scales_what, scales_shape) = weight, scales
+    checks = [
+        lambda: _check_last_dim("input", x, in_f),
+        lambda: _check_shape(weight_what, w, weight_shape),
+        lambda: _check_dtype("weight", w, "i8", codes),
+        lambda: _check_shape(scales_what, s, scales_shape),
+        lambda: _check_dtype("scales", s, "f32", "f32"),
+        lambda: _check_last_dim("result", y, out_f),
+        lambda: _check_rows_match(x, y, "result"),
+    ]
+    if op.bias is not None:
+        checks.append(lambda: _check_shape("bias", tensor_info(op.bias.type), (out_f,)))
+    return _first_error(*checks)
 
 
 def _attribute_error(op: ir.OpView, ints: tuple[str, ...], strings: tuple[str, ...] = ()) -> str | None:
@@ -183,33 +212,40 @@ class TernaryLinearOp(Harden.Operation, name="ternary_linear"):
             return f"group_size must be in [1, in_features = {in_f}], got {group}"
         if kind != "group" and group != in_f:
             return f"group_size must equal in_features ({in_f}) for scale_kind '{kind}', got {group}"
-        x = tensor_info(self.input.type)
-        w = tensor_info(self.weight.type)
-        s = tensor_info(self.scales.type)
-        y = tensor_info(self.output.type)
+        return _linear_operands_error(
+            self, in_f, out_f,
+            ("packed weight", (planes, out_f, packed_columns(in_f)), "i8 packed codes"),
+            (f"scales ({kind})", scale_shape(kind, planes, out_f, in_f, group)),
+        )
 
-        def weight_dtype():
-            if w is not None and w.storage_dtype != "i8":
-                return f"weight must hold i8 packed codes, got element type {w.dtype}"
-            return None
 
-        def scales_dtype():
-            if s is not None and s.dtype != "f32":
-                return f"scales must be f32, got element type {s.dtype}"
-            return None
+class Int8LinearOp(Harden.Operation, name="int8_linear"):
+    """y = x @ (scales * W)^T (+ b): a layer kept out of ternary in int8 (keep-as=int8).
 
-        checks = [
-            lambda: _check_last_dim("input", x, in_f),
-            lambda: _check_shape("packed weight", w, (planes, out_f, packed_columns(in_f))),
-            weight_dtype,
-            lambda: _check_shape(f"scales ({kind})", s, scale_shape(kind, planes, out_f, in_f, group)),
-            scales_dtype,
-            lambda: _check_last_dim("result", y, out_f),
-            lambda: _check_rows_match(x, y, "result"),
-        ]
-        if self.bias is not None:
-            checks.append(lambda: _check_shape("bias", tensor_info(self.bias.type), (out_f,)))
-        return _first_error(*checks)
+    `weight` is i8 [out_features, in_features] (codes in [-127, 127], nn.Linear's layout),
+    `scales` is f32 [out_features, 1] (one per output channel), `bias` (optional)
+    [out_features]. See int8_quant.py.
+    """
+
+    input: ext.Operand[Any]
+    weight: ext.Operand[Any]
+    scales: ext.Operand[Any]
+    in_features: ir.IntegerAttr
+    out_features: ir.IntegerAttr
+    output: ext.Result[Any]
+    bias: ext.Operand[Any] | None = None
+
+    def verify_invariants(self) -> bool:
+        return _report(self, self._error())
+
+    def _error(self) -> str | None:
+        missing = _attribute_error(self, ("in_features", "out_features"))
+        if missing:
+            return missing
+        in_f, out_f = self.in_features.value, self.out_features.value
+        if in_f <= 0 or out_f <= 0:
+            return f"in_features and out_features must be positive, got {in_f} and {out_f}"
+        return _linear_operands_error(self, in_f, out_f, ("weight", (out_f, in_f), "i8 codes"), ("scales", (out_f, 1)))
 
 
 class ParamOp(Harden.Operation, name="param"):
@@ -278,3 +314,9 @@ def build_ternary_linear(
         loc=loc,
         ip=ip,
     )
+
+
+def build_int8_linear(x, weight, scales, *, result_type, bias=None, loc=None, ip=None) -> Int8LinearOp:
+    """Creates a `harden.int8_linear` from i8 codes [out, in] and f32 scales [out, 1]."""
+    out_features, in_features = tensor_info(weight.type).shape
+    return Int8LinearOp(x, weight, scales, _i64(in_features), _i64(out_features), result_type, bias=bias, loc=loc, ip=ip)

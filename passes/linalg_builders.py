@@ -144,6 +144,18 @@ def add_bias(y: ir.Value, bias: ir.Value) -> ir.Value:
     )
 
 
+def scale_columns(y: ir.Value, scales: ir.Value) -> ir.Value:
+    """y[m, n] * scales[n, 0] (one scale per output channel, as [N, 1])."""
+    m, n = tensor_info(y.type).shape
+    return generic(
+        [y, scales],
+        tensor.EmptyOp([m, n], f32()).result,
+        ["(m, n) -> (m, n)", "(m, n) -> (n, 0)", "(m, n) -> (m, n)"],
+        ["parallel", "parallel"],
+        lambda a, s, _out: arith.mulf(a, s),
+    )
+
+
 def column_slice(y: ir.Value, start: int, size: int) -> ir.Value:
     """y[:, start:start+size]."""
     m = tensor_info(y.type).shape[0]

@@ -15,7 +15,8 @@ from harden.core.files import write_atomically
 from harden.core.graph import body_ops, defining_op, functions, is_none, users
 from harden.core.tensor_types import tensor_info, vtensor_type
 from harden.core.weights import erase_if_unused
-from harden.dialects.harden import build_ternary_linear
+from harden.dialects.harden import build_int8_linear, build_ternary_linear
+from harden.dialects.int8_quant import quantize_int8
 from harden.dialects.ternary_pack import pack_ternary_2bit
 from harden.dialects.ternary_quant import ternarize
 from harden.passes.base import Pass, PassContext, PassOptionError, option
@@ -35,8 +36,12 @@ class Ternarize(Pass):
     linear whose weight is named output/lm_head or is the embedding, tied) only with
     classifier=true; embeddings are never linears and stay as they are. Groups that are
     already ternary ({-s, 0, +s}) convert exactly. A fused_qkv becomes one ternary_linear
-    and three slices. Ops left alone get a remark
-    under --harden-remarks; `report=FILE` writes per-layer error, zeros and bytes as JSON.
+    and three slices. `skip` leaves weights in f32; `keep` (and the module attribute
+    `harden.keep` that harden-ternary-policy writes) keeps them out of ternary in the
+    precision `keep-as` names: f32, or int8 per output channel (`harden.int8_linear`, a
+    quarter of the f32 bytes; this also works for the classifier). Ops left alone get a
+    remark under --harden-remarks; `report=FILE` writes per-layer error, zeros and bytes
+    as JSON.
     """
 
     name = "harden-ternarize"
@@ -46,6 +51,8 @@ class Ternarize(Pass):
     group_size: int = option(64, "input columns per scale with scale=group")
     planes: int = option(1, "ternary planes: 1, or 2 to fit a second plane to the residual")
     skip: tuple[str, ...] = option((), "weights to leave in f32: glob patterns of weight names, or layer groups such as layers.0.attention")
+    keep: tuple[str, ...] = option((), "weights to keep out of ternary in the keep-as precision (patterns as for skip)")
+    keep_as: Literal["f32", "int8"] = option("f32", "precision of the kept weights: f32, or int8 per output channel")
     classifier: bool = option(False, "also ternarize the classifier")
     report: str = option("", "write a per-layer JSON report to this file")
 
@@ -61,7 +68,8 @@ class Ternarize(Pass):
 
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
         kept = module.attributes[KEEP_ATTR] if KEEP_ATTR in module.attributes else []
-        self._skip_patterns = skip_patterns([*self.skip, *(ir.StringAttr(g).value for g in kept)])
+        self._skip_patterns = skip_patterns(self.skip)
+        self._keep_patterns = skip_patterns([*self.keep, *(ir.StringAttr(g).value for g in kept)])
         rows = []
         for func in functions(module):
             candidates = [op for op in body_ops(func) if op.operation.name in (LINEAR, FUSED_QKV)]
@@ -71,7 +79,12 @@ class Ternarize(Pass):
                 if reason:
                     ctx.remark(op, f"not ternarized: {reason}")
                     continue
-                rows.append({"function": func.sym_name.value, "layer": name, **self._rewrite(op, name, ctx)})
+                keep = _matching(self._keep_patterns, name)
+                if keep and self.keep_as == "f32":
+                    ctx.remark(op, f"not ternarized: '{name}' matches keep pattern '{keep}' (kept in f32)")
+                    continue
+                rewrite = self._rewrite_int8 if keep else self._rewrite
+                rows.append({"function": func.sym_name.value, "layer": name, **rewrite(op, name, ctx)})
         if self.report:
             write_atomically(self.report, json.dumps({"options": self._options(), "layers": rows}, indent=2) + "\n")
 
@@ -81,6 +94,7 @@ class Ternarize(Pass):
             "scale": self.scale,
             "group_size": self.group_size if self.scale == "group" else None,
             "planes": self.planes,
+            "keep_as": self.keep_as,
         }
 
     def _refusal(self, op, name: str, ctx: PassContext) -> str | None:
@@ -93,17 +107,17 @@ class Ternarize(Pass):
         bias = _bias(op)
         if bias is not None and ctx.weights.value_of(bias) is None:
             return "the bias is not a constant"
-        pattern = next((p for p in self._skip_patterns if fnmatch.fnmatchcase(name, p)), None)
+        pattern = _matching(self._skip_patterns, name)
         if pattern:
             return f"'{name}' matches skip pattern '{pattern}'"
-        if not self.classifier and _is_classifier(op, name):
+        # A kept classifier is rewritten in the keep-as precision even without classifier=true.
+        if not self.classifier and _is_classifier(op, name) and not _matching(self._keep_patterns, name):
             return f"'{name}' is the classifier (use classifier=true to ternarize it)"
         return None
 
     def _rewrite(self, op, name: str, ctx: PassContext) -> dict:
         """Replaces `op` by a ternary_linear; returns its report row."""
-        weight_value = op.operands[1]
-        w = ctx.weights.value_of(weight_value)
+        w = ctx.weights.value_of(op.operands[1])
         out_features, in_features = w.shape
         group_size = min(self.group_size, in_features)
         tw = ternarize(w, self.method, self.scale, group_size, self.planes)
@@ -112,7 +126,6 @@ class Ternarize(Pass):
         with ir.InsertionPoint(op), op.location:
             codes = ctx.weights.literal(packed, "si8", f"{name}.codes")
             scales = ctx.weights.literal(tw.scales, "f32", f"{name}.scales")
-            result_type = vtensor_type((*x_info.shape[:-1], out_features), tensor_info(op.results[0].type).dtype)
             linear = build_ternary_linear(
                 op.operands[0],
                 codes,
@@ -122,28 +135,69 @@ class Ternarize(Pass):
                 group_size=tw.group_size,
                 planes=self.planes,
                 scale_kind=self.scale,
-                result_type=result_type,
+                result_type=_result_type(op, x_info, out_features),
                 bias=_bias(op),
             )
-            outputs = _split_fused(op, linear.result) if op.operation.name == FUSED_QKV else [linear.result]
-        bias_op = defining_op(_bias(op)) if _bias(op) is not None else None
-        for old, new in zip(op.results, outputs):
-            old.replace_all_uses_with(new)
-        op.operation.erase()
-        erase_if_unused(defining_op(weight_value))
-        erase_if_unused(bias_op)
-        error = float(np.linalg.norm(w - tw.dequantize()) / max(np.linalg.norm(w), 1e-30))
+        _replace_linear(op, linear)
         return {
             "shape": [out_features, in_features],
+            "precision": "ternary",
             "scale_kind": self.scale,
             "group_size": tw.group_size,
             "planes": self.planes,
-            "relative_error": error,
+            "relative_error": _relative_error(w, tw.dequantize()),
             "zero_fraction": float(np.mean(tw.ternary == 0)),
             "exact": tw.exact,
             "bytes_before": int(w.nbytes),
             "bytes_after": int(packed.nbytes + tw.scales.nbytes),
         }
+
+    def _rewrite_int8(self, op, name: str, ctx: PassContext) -> dict:
+        """Replaces `op` by an int8_linear (a weight kept with keep-as=int8); its report row."""
+        w = ctx.weights.value_of(op.operands[1])
+        q = quantize_int8(w)
+        x_info = tensor_info(op.operands[0].type)
+        with ir.InsertionPoint(op), op.location:
+            codes = ctx.weights.literal(q.codes, "si8", f"{name}.int8")
+            scales = ctx.weights.literal(q.scales, "f32", f"{name}.int8_scales")
+            linear = build_int8_linear(op.operands[0], codes, scales, result_type=_result_type(op, x_info, w.shape[0]), bias=_bias(op))
+        _replace_linear(op, linear)
+        return {
+            "shape": list(w.shape),
+            "precision": "int8",
+            "scale_kind": "channel",
+            "relative_error": _relative_error(w, q.dequantize()),
+            "zero_fraction": float(np.mean(q.codes == 0)),
+            "exact": bool(np.array_equal(q.dequantize(), w)),
+            "bytes_before": int(w.nbytes),
+            "bytes_after": int(q.codes.nbytes + q.scales.nbytes),
+        }
+
+
+def _matching(patterns: list[str], name: str) -> str | None:
+    return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+
+
+def _result_type(op, x_info, out_features: int) -> ir.Type:
+    return vtensor_type((*x_info.shape[:-1], out_features), tensor_info(op.results[0].type).dtype)
+
+
+def _replace_linear(op, linear) -> None:
+    """Replaces a linear or fused_qkv by `linear` (sliced into q, k, v for a fused_qkv) and
+    erases the f32 weight and bias constants nothing reads any more."""
+    with ir.InsertionPoint(op), op.location:
+        outputs = _split_fused(op, linear.result) if op.operation.name == FUSED_QKV else [linear.result]
+    weight_op = defining_op(op.operands[1])
+    bias_op = defining_op(_bias(op)) if _bias(op) is not None else None
+    for old, new in zip(op.results, outputs):
+        old.replace_all_uses_with(new)
+    op.operation.erase()
+    erase_if_unused(weight_op)
+    erase_if_unused(bias_op)
+
+
+def _relative_error(w: np.ndarray, approx: np.ndarray) -> float:
+    return float(np.linalg.norm(w - approx) / max(np.linalg.norm(w), 1e-30))
 
 
 def skip_patterns(entries) -> list[str]:

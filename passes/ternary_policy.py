@@ -1,4 +1,4 @@
-"""harden-ternary-policy: choose which layer groups stay in f32 to meet a KL budget."""
+"""harden-ternary-policy: choose which layer groups stay out of ternary to meet a KL budget."""
 
 from __future__ import annotations
 
@@ -12,20 +12,22 @@ from harden.core.files import write_atomically
 from harden.passes.base import Pass, PassContext, PassOptionError, option
 
 KEEP_ATTR = "harden.keep"
-"""Module attribute: layer groups (or weight-name globs) harden-ternarize leaves in f32."""
+"""Module attribute: layer groups (or weight-name globs) harden-ternarize keeps out of ternary."""
 
 
 @dataclass
 class TernaryPolicy(Pass):
-    """Pick the fewest layer groups to keep in f32 so that KL(f32 || hardened) <= max-kl.
+    """Pick the fewest layer groups to keep out of ternary so that KL(f32 || hardened) <= max-kl.
 
     Rebuilds the PyTorch model from the module's provenance (harden-import records it),
     samples sequences from it, measures each layer group's KL when it alone is ternarized
-    (with the same options harden-ternarize will use), then keeps groups in f32, most
-    sensitive first, until the KL with all other groups ternarized meets the budget. The
-    choice is recorded as the module attribute `harden.keep`, which harden-ternarize
-    honours; `report=FILE` writes the per-group costs, the choice and its bytes as JSON.
-    Fails at the module when it has no provenance.
+    (with the same options harden-ternarize will use), then keeps groups out of ternary, most
+    sensitive first, until the KL with all other groups ternarized meets the budget. Kept
+    groups are measured in the precision harden-ternarize will give them (`keep-as`: f32,
+    or int8 per output channel). The choice is recorded as the module attribute
+    `harden.keep`, which harden-ternarize honours; `report=FILE` writes the per-group
+    costs, the choice and its bytes as JSON. Fails at the module when it has no
+    provenance; warns when even keeping every group misses the budget (keep-as=int8).
     """
 
     name = "harden-ternary-policy"
@@ -39,6 +41,7 @@ class TernaryPolicy(Pass):
     group_size: int = option(64, "see harden-ternarize")
     planes: int = option(1, "see harden-ternarize")
     classifier: bool = option(False, "see harden-ternarize")
+    keep_as: Literal["f32", "int8"] = option("f32", "see harden-ternarize")
     report: str = option("", "write the per-group costs and the choice as JSON to this file")
 
     def validate(self) -> None:
@@ -59,19 +62,24 @@ class TernaryPolicy(Pass):
         model = exported_model_from_provenance(provenance)
         length = self.seq_len or provenance.seq_len
         sequences = sample_sequences(TorchEngine(model, provenance.seq_len, provenance.max_seq_len), self.samples, length, self.seed, bos=1)
-        options = TernaryOptions(self.method, self.scale, self.group_size, self.planes, self.classifier)
+        options = TernaryOptions(self.method, self.scale, self.group_size, self.planes, self.classifier, self.keep_as)
         analysis = SensitivityModel(model, sequences, provenance.seq_len, provenance.max_seq_len, options)
         costs = analysis.group_costs()
         kept, metrics = analysis.auto_keep(self.max_kl, costs)
         module.attributes[KEEP_ATTR] = ir.ArrayAttr.get([ir.StringAttr.get(g) for g in kept])
-        extra_bytes = sum(analysis.bytes_of(g)[0] - analysis.bytes_of(g)[1] for g in kept)
-        ctx.remark(module, f"keeping {len(kept)} of {len(costs)} layer groups in f32 ({extra_bytes} more bytes): KL {metrics['kl']:.4g} nats")
+        extra_bytes = analysis.extra_bytes(kept)
+        summary = f"keeping {len(kept)} of {len(costs)} layer groups in {self.keep_as} ({extra_bytes} more bytes): KL {metrics['kl']:.4g} nats"
+        if metrics["kl"] > self.max_kl:
+            ctx.warning(module, f"{summary}, over the budget max-kl={self.max_kl:g} even with every group kept")
+        else:
+            ctx.remark(module, summary)
         if self.report:
             write_atomically(self.report, json.dumps({
                 "max_kl": self.max_kl,
                 "keep": kept,
+                "keep_as": self.keep_as,
                 "kl": metrics["kl"],
                 "top1_agreement": metrics["top1_agreement"],
-                "bytes_kept_f32_over_ternary": extra_bytes,
+                "bytes_kept_over_ternary": extra_bytes,
                 "groups": [c.__dict__ for c in costs],
             }, indent=2) + "\n")

@@ -16,7 +16,7 @@ from harden.pipelines.lower_to_linalg import LowerToLinalg
 from harden.schedule.schedules import DEFAULT_TILE
 
 # Options handed through to harden-ternarize unchanged.
-TERNARIZE_OPTIONS = ("method", "scale", "group_size", "planes", "skip", "classifier", "report")
+TERNARIZE_OPTIONS = ("method", "scale", "group_size", "planes", "skip", "keep", "keep_as", "classifier", "report")
 
 
 @dataclass
@@ -33,8 +33,9 @@ class HardenPipeline(Pipeline):
     skip: tuple[str, ...] = option((), "see harden-ternarize")
     classifier: bool = option(False, "see harden-ternarize")
     report: str = option("", "see harden-ternarize")
-    keep: tuple[str, ...] = option((), "layer groups or weight-name globs to keep in f32 (added to skip)")
-    policy: Literal["none", "auto"] = option("none", "auto: keep the fewest layer groups in f32 that meet max-kl (harden-ternary-policy)")
+    keep: tuple[str, ...] = option((), "layer groups or weight-name globs to keep out of ternary (see harden-ternarize)")
+    keep_as: Literal["f32", "int8"] = option("f32", "precision of the kept layers: f32, or int8 per output channel")
+    policy: Literal["none", "auto"] = option("none", "auto: keep the fewest layer groups (in keep-as) that meet max-kl (harden-ternary-policy)")
     max_kl: float = option(0.1, "KL budget in nats for policy=auto")
     schedule: bool = option(True, "statically schedule the harden-level graph (and verify the schedule)")
     machine: str = option("tsp", "see harden-stream-schedule: tsp, hardwired or a JSON file")
@@ -45,12 +46,11 @@ class HardenPipeline(Pipeline):
 
     def _ternarize_pass(self) -> Ternarize:
         tern = Ternarize(**{name: getattr(self, name) for name in TERNARIZE_OPTIONS})
-        tern.skip = (*self.skip, *self.keep)
         tern.explicit_options = frozenset(getattr(self, "explicit_options", ())) & set(TERNARIZE_OPTIONS)
         return tern
 
     def _policy_pass(self) -> TernaryPolicy:
-        shared = ("method", "scale", "group_size", "planes", "classifier")
+        shared = ("method", "scale", "group_size", "planes", "classifier", "keep_as")
         return TernaryPolicy(max_kl=self.max_kl, **{name: getattr(self, name) for name in shared})
 
     def _schedule_pass(self) -> StreamSchedule:

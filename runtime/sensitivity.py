@@ -1,4 +1,4 @@
-"""What ternarizing each layer group costs in accuracy, and which groups to keep in f32.
+"""What ternarizing each layer group costs in accuracy, and which groups to keep out of it.
 
 Works on the PyTorch model a module was imported from, with the weights ternarized in
 numpy exactly as `harden-ternarize` does it (the same function and options; q, k and v
@@ -10,7 +10,8 @@ A layer group is a linear's parent module: `layers.3.attention` (q, k, v, o) or
 `model.layers.3.self_attn` / `model.layers.3.mlp` in Hugging Face's. The classifier
 (`output` / `lm_head`) is a group of its own, only when the classifier is ternarized
 and is its own linear (a classifier tied to the embedding is left out: ternarizing it
-here would change the embedding too).
+here would change the embedding too). Kept groups stay in f32, or with keep-as=int8 are
+quantized per output channel as harden-ternarize does it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harden.dialects.int8_quant import int8_bytes, quantize_int8
 from harden.dialects.ternary_pack import packed_columns
 from harden.dialects.ternary_quant import ternarize
 from harden.runtime.engines import TorchEngine
@@ -39,6 +41,7 @@ class TernaryOptions:
     group_size: int = 64
     planes: int = 1
     classifier: bool = False
+    keep_as: str = "f32"  # precision of the groups kept out of ternary: f32 or int8
 
 
 @dataclass(frozen=True)
@@ -115,10 +118,13 @@ class SensitivityModel:
         self.groups = linear_groups(model, options)
         self._params = _parameters(model)
 
-    def evaluate(self, ternary_groups: list[str]) -> dict[str, float]:
-        """Metrics against f32 with these groups ternarized (the model is restored after)."""
+    def evaluate(self, ternary_groups: list[str], int8_groups: list[str] = ()) -> dict[str, float]:
+        """Metrics against f32 with these groups ternarized and those in int8 (the model is
+        restored after)."""
         names = [n for g in ternary_groups for n in self.groups[g]]
         replaced = ternarized_weights(self.model, names, self.options)
+        for n in (n for g in int8_groups for n in self.groups[g]):
+            replaced[n] = torch.from_numpy(quantize_int8(self._params[n].detach().float().numpy()).dequantize())
         saved = {n: self._params[n].detach().clone() for n in replaced}
         try:
             with torch.no_grad():
@@ -135,6 +141,16 @@ class SensitivityModel:
         shapes = [tuple(self._params[n].shape) for n in self.groups[group]]
         return sum(4 * a * b for a, b in shapes), sum(ternary_bytes(s, self.options) for s in shapes)
 
+    def kept_bytes(self, group: str) -> int:
+        """Bytes of a group's weights kept out of ternary (in the keep-as precision)."""
+        if self.options.keep_as == "int8":
+            return sum(int8_bytes(tuple(self._params[n].shape)) for n in self.groups[group])
+        return self.bytes_of(group)[0]
+
+    def extra_bytes(self, kept: list[str]) -> int:
+        """What keeping these groups costs in bytes over ternarizing them."""
+        return sum(self.kept_bytes(g) - self.bytes_of(g)[1] for g in kept)
+
     def group_costs(self) -> list[GroupCost]:
         """Each group ternarized alone."""
         costs = []
@@ -144,12 +160,14 @@ class SensitivityModel:
         return costs
 
     def auto_keep(self, max_kl: float, costs: list[GroupCost]) -> tuple[list[str], dict[str, float]]:
-        """The groups to keep in f32, most sensitive first, until KL with every other group
-        ternarized is within `max_kl`. Returns (kept groups, metrics of that mix)."""
+        """The groups to keep (in the keep-as precision), most sensitive first, until KL with
+        every other group ternarized is within `max_kl`. Returns (kept groups, metrics of
+        that mix). With keep-as=int8 even keeping everything may miss the budget."""
         order = [c.group for c in sorted(costs, key=lambda c: (-c.kl, c.group))]
         kept: list[str] = []
         metrics = self.evaluate(order)
         while metrics["kl"] > max_kl and len(kept) < len(order):
             kept.append(order[len(kept)])
-            metrics = self.evaluate([g for g in order if g not in kept])
+            int8 = kept if self.options.keep_as == "int8" else []
+            metrics = self.evaluate([g for g in order if g not in kept], int8)
         return kept, metrics

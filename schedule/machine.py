@@ -34,7 +34,7 @@ from pathlib import Path
 
 # What a unit can execute; the cost model maps every scheduled op to one of these.
 OPERATOR_CLASSES = (
-    "matmul",  # activation x constant weight (linear, fused_qkv): multiply-accumulates
+    "matmul",  # activation x constant weight (linear, fused_qkv, int8_linear): multiply-accumulates
     "ternary_matmul",  # activation x ternary weight (harden.ternary_linear): additions
     "attention",  # activation x activation products (q.k^T, p.v, fused attention)
     "elementwise",  # add, mul, where, casts, ...: one vector pass per element

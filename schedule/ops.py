@@ -785,6 +785,23 @@ def _ternary_linear(op, full: str) -> OpModel:
                    weight_elements=planes * out_f * in_f, weight_names=names)
 
 
+def _int8_linear(op, full: str) -> OpModel:
+    """A layer kept in int8: a matmul like any other, reading one byte per weight."""
+    x, w, scales = op.operands[0], op.operands[1], op.operands[2]
+    in_f, out_f = tensor_info(w.type).shape[1], tensor_info(w.type).shape[0]
+    results = _results(op)
+    out = results[0].shape
+    operands = [
+        _operand(x, op, lambda box: box[:-1] + ((0, in_f),)),
+        _operand(w, op, lambda box: (box[-1], (0, in_f))),
+        _operand(scales, op, lambda box: (box[-1], (0, 1))),
+    ]
+    if len(op.operands) > 3:
+        operands.append(_operand(op.operands[3], op, lambda box: (box[-1],)))
+    return OpModel(full, "matmul", out, operands, results, macs=numel(out) * in_f,
+                   weight_elements=out_f * in_f, weight_names=tuple(n for n in (weight_name(w),) if n))
+
+
 def _build_table() -> dict[str, Callable]:
     table: dict[str, Callable] = {}
     for names, builder in (
@@ -809,6 +826,7 @@ def _build_table() -> dict[str, Callable]:
             table[name] = builder
     table["harden.fused_qkv"] = _fused_qkv
     table["harden.ternary_linear"] = _ternary_linear
+    table["harden.int8_linear"] = _int8_linear
     return table
 
 

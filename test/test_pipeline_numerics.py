@@ -145,3 +145,41 @@ def test_auto_policy_meets_its_kl_budget_on_iree(work):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((work / "policy_run.json").read_text())["kl"] <= budget * 1.001
+
+
+def test_layers_kept_in_int8_cost_almost_nothing_over_f32(work, cache):
+    """keep-as=int8 stores the kept layers in a quarter of the f32 bytes; its KL against f32
+    stays within a few percent of keeping them in f32, far below all-ternary."""
+    keep = "keep=layers.0.attention,layers.1.feed_forward"
+    tool("harden-opt", f"--harden-pipeline={keep} keep-as=int8 report={work / 'int8.json'}", work / "m.mlir", "-o", work / "int8.mlir")
+    tool("harden-opt", f"--harden-pipeline={keep}", work / "m.mlir", "-o", work / "kept_f32.mlir")
+    tool("harden-opt", "--harden-pipeline", work / "m.mlir", "-o", work / "ternary.mlir")
+    layers = json.loads((work / "int8.json").read_text())["layers"]
+    int8 = [row for row in layers if row["precision"] == "int8"]
+    assert len(int8) == 2 * 5  # q/k/v and o of layer 0, gate, up, down of layer 1; prefill and decode
+    for row in int8:  # one byte per weight plus an f32 scale per output channel
+        out_features, in_features = row["shape"]
+        assert row["bytes_after"] == out_features * (in_features + 4) and row["bytes_before"] == 4 * out_features * in_features
+        assert row["relative_error"] < 0.01
+    loaded = load_module(work / "m.mlir")
+    reference = TorchEngine(exported_model_from_provenance(loaded.provenance), 16, 32)
+    sequences = sample_sequences(reference, 4, 16, seed=2, bos=1)
+    expected = teacher_forced_logits(reference, sequences)
+    kl = {name: compare_logits(expected, teacher_forced_logits(engine(work / f"{name}.mlir", cache), sequences))["kl"]
+          for name in ("int8", "kept_f32", "ternary")}
+    print(f"\nKL against f32 with two layer groups kept in int8 / in f32 / all ternary: {kl}")
+    assert kl["int8"] <= 1.05 * kl["kept_f32"] and kl["int8"] < 0.8 * kl["ternary"]
+
+
+def test_auto_policy_with_int8_keeps_meets_its_budget_on_iree(work):
+    budget = 1.5
+    tool("harden-opt", f"--harden-pipeline=policy=auto max-kl={budget} keep-as=int8", work / "m.mlir", "-o", work / "p8.mlir")
+    text = (work / "p8.mlir").read_text()
+    kept = re.search(r"harden.keep = \[([^\]]*)\]", text).group(1).split(", ")
+    assert 0 < len(kept) < 10 and "linalg.matmul" in text
+    result = subprocess.run(
+        [str(BIN / "harden-run"), work / "p8.mlir", "--json", work / "policy8_run.json", "--max-kl", str(budget * 1.001)],
+        capture_output=True, text=True, env={"HARDEN_CACHE_DIR": str(work / "cache"), "PATH": str(BIN)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((work / "policy8_run.json").read_text())["kl"] <= budget * 1.001

@@ -179,7 +179,7 @@ def sensitivity(args, model) -> int:
         raise CommandError(f"--ternarize-options: {e}", USAGE) from None
     torch_engine, info = reference_engine(args, model)
     sequences, description = evaluation_inputs(args, torch_engine, model.seq_len)
-    options = TernaryOptions(tern.method, tern.scale, tern.group_size, tern.planes, tern.classifier)
+    options = TernaryOptions(tern.method, tern.scale, tern.group_size, tern.planes, tern.classifier, tern.keep_as)
     analysis = SensitivityModel(torch_engine.model, sequences, model.seq_len, model.max_seq_len, options)
     costs = analysis.group_costs()
     everything = analysis.evaluate(list(analysis.groups))
@@ -194,9 +194,9 @@ def sensitivity(args, model) -> int:
     result = {"groups": [c.__dict__ for c in costs], "all_groups": everything}
     if args.max_kl is not None:
         kept, metrics = analysis.auto_keep(args.max_kl, costs)
-        extra = sum(analysis.bytes_of(g)[0] - analysis.bytes_of(g)[1] for g in kept)
+        extra = analysis.extra_bytes(kept)
         print()
-        print(f"to meet --max-kl {args.max_kl:g}: keep {len(kept)} group(s) in f32 ({extra} more bytes), KL {metrics['kl']:.4g}: keep={','.join(kept)}")
+        print(f"to meet --max-kl {args.max_kl:g}: keep {len(kept)} group(s) in {tern.keep_as} ({extra} more bytes), KL {metrics['kl']:.4g}: keep={','.join(kept)}")
         result["policy"] = {"max_kl": args.max_kl, "keep": kept, "kl": metrics["kl"], "top1_agreement": metrics["top1_agreement"], "extra_bytes": extra}
     if args.json_out:
         write_output(args.json_out, json.dumps(result, indent=2) + "\n")

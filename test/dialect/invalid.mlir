@@ -135,3 +135,39 @@ func.func @ternary_bias(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[1,
       : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[1,3,3],si8>, !torch.vtensor<[1,3,1],f32>, !torch.vtensor<[4],f32>) -> !torch.vtensor<[1,5,3],f32>
   return %y : !torch.vtensor<[1,5,3],f32>
 }
+
+// -----
+
+func.func @int8_weight_shape(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[3,8],si8>, %s: !torch.vtensor<[3,1],f32>) -> !torch.vtensor<[1,5,3],f32> {
+  // expected-error@+1 {{weight has shape [3, 8], expected [3, 10]}}
+  %y = "harden.int8_linear"(%x, %w, %s) {in_features = 10 : i64, out_features = 3 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[3,8],si8>, !torch.vtensor<[3,1],f32>) -> !torch.vtensor<[1,5,3],f32>
+  return %y : !torch.vtensor<[1,5,3],f32>
+}
+
+// -----
+
+func.func @int8_weight_dtype(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[3,10],f32>, %s: !torch.vtensor<[3,1],f32>) -> !torch.vtensor<[1,5,3],f32> {
+  // expected-error@+1 {{weight must hold i8 codes, got element type f32}}
+  %y = "harden.int8_linear"(%x, %w, %s) {in_features = 10 : i64, out_features = 3 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[3,10],f32>, !torch.vtensor<[3,1],f32>) -> !torch.vtensor<[1,5,3],f32>
+  return %y : !torch.vtensor<[1,5,3],f32>
+}
+
+// -----
+
+func.func @int8_scales(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[3,10],si8>, %s: !torch.vtensor<[1,3,1],f32>) -> !torch.vtensor<[1,5,3],f32> {
+  // expected-error@+1 {{scales has shape [1, 3, 1], expected [3, 1]}}
+  %y = "harden.int8_linear"(%x, %w, %s) {in_features = 10 : i64, out_features = 3 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[3,10],si8>, !torch.vtensor<[1,3,1],f32>) -> !torch.vtensor<[1,5,3],f32>
+  return %y : !torch.vtensor<[1,5,3],f32>
+}
+
+// -----
+
+func.func @int8_result(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[3,10],si8>, %s: !torch.vtensor<[3,1],f32>) -> !torch.vtensor<[1,5,4],f32> {
+  // expected-error@+1 {{result has last dimension 4, expected 3}}
+  %y = "harden.int8_linear"(%x, %w, %s) {in_features = 10 : i64, out_features = 3 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[3,10],si8>, !torch.vtensor<[3,1],f32>) -> !torch.vtensor<[1,5,4],f32>
+  return %y : !torch.vtensor<[1,5,4],f32>
+}

@@ -29,3 +29,11 @@ func.func @ternary_channel_builtin(%x: tensor<4x8xf32>, %w: tensor<1x6x2xi8>, %s
       : (tensor<4x8xf32>, tensor<1x6x2xi8>, tensor<1x6x1xf32>, tensor<6xf32>) -> tensor<4x6xf32>
   return %y : tensor<4x6xf32>
 }
+
+// CHECK-LABEL: func.func @int8
+// CHECK: "harden.int8_linear"(%arg0, %arg1, %arg2, %arg3) {in_features = 10 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1>, out_features = 3 : i64}
+func.func @int8(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[3,10],si8>, %s: !torch.vtensor<[3,1],f32>, %b: !torch.vtensor<[3],f32>) -> !torch.vtensor<[1,5,3],f32> {
+  %y = "harden.int8_linear"(%x, %w, %s, %b) {in_features = 10 : i64, out_features = 3 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1>}
+      : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[3,10],si8>, !torch.vtensor<[3,1],f32>, !torch.vtensor<[3],f32>) -> !torch.vtensor<[1,5,3],f32>
+  return %y : !torch.vtensor<[1,5,3],f32>
+}

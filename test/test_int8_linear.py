@@ -1,0 +1,92 @@
+"""`harden.int8_linear` (layers kept with keep-as=int8): the quantizer, and the lowering on
+IREE against numpy, with the weight still one byte per element in the executable."""
+
+import numpy as np
+import pytest
+from torch_mlir import ir
+from torch_mlir.dialects import func
+
+from harden.core.context import make_context
+from harden.core.tensor_types import vtensor_type
+from harden.core.weights import WeightStore
+from harden.dialects.harden import build_int8_linear
+from harden.dialects.int8_quant import INT8_LEVELS, int8_bytes, quantize_int8
+from harden.runtime.iree_exec import IreeModule, compile_vmfb, lower_module_for_iree
+
+# (rows shape, in_features, out_features, bias)
+CASES = [
+    ((1, 1), 64, 48, False),  # decode: one token
+    ((1, 5), 30, 20, True),
+    ((7,), 37, 9, False),  # 2-D activation, odd sizes
+]
+BIG = ((1, 1), 512, 384, True)  # enough weight bytes to tell i8 from f32 in the executable
+
+
+def test_quantizer_error_is_within_half_a_step_and_int8_weights_are_exact():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 40)).astype(np.float32)
+    w[3] = 0.0  # a row of zeros keeps scale 1 and codes 0
+    q = quantize_int8(w)
+    assert q.codes.dtype == np.int8 and q.scales.shape == (16, 1)
+    assert np.abs(q.codes).max() == INT8_LEVELS
+    assert np.all(np.abs(q.dequantize() - w) <= q.scales / 2 * (1 + 1e-6))
+    assert np.all(q.codes[3] == 0) and q.scales[3, 0] == 1.0
+    already = q.dequantize()
+    assert np.array_equal(quantize_int8(already).dequantize(), already)
+    assert int8_bytes((16, 40)) == 16 * 40 + 4 * 16
+
+
+def build_module(rng, cases):
+    """One function per case: f(x) = int8_linear(x); the module and numpy expectations."""
+    expectations = []
+    with make_context(), ir.Location.unknown():
+        module = ir.Module.create()
+        weights = WeightStore()
+        for i, (rows, k, n, with_bias) in enumerate(cases):
+            q = quantize_int8(rng.standard_normal((n, k)).astype(np.float32))
+            bias = rng.standard_normal(n).astype(np.float32) if with_bias else None
+            x_type, y_type = vtensor_type((*rows, k), "f32"), vtensor_type((*rows, n), "f32")
+            with ir.InsertionPoint(module.body):
+                f = func.FuncOp(f"case{i}", ir.FunctionType.get([x_type], [y_type]))
+            with ir.InsertionPoint(f.add_entry_block()):
+                y = build_int8_linear(
+                    f.arguments[0],
+                    weights.literal(q.codes, "si8"),
+                    weights.literal(q.scales, "f32"),
+                    result_type=y_type,
+                    bias=None if bias is None else weights.literal(bias, "f32"),
+                )
+                func.ReturnOp([y.result])
+            x = rng.standard_normal((*rows, k)).astype(np.float32)
+            expected = x.astype(np.float64) @ q.dequantize().T.astype(np.float64) + (0 if bias is None else bias)
+            expectations.append((f"case{i}", x, expected))
+        assert module.operation.verify()
+        lower_module_for_iree(module.operation)
+        text = module.operation.get_asm()
+    return text, expectations
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    text, expectations = build_module(np.random.default_rng(0), CASES)
+    return IreeModule(compile_vmfb(text)), expectations
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_lowered_int8_linear_matches_numpy(compiled, case):
+    module, expectations = compiled
+    name, x, expected = expectations[case]
+    (y,) = module.call(name, x)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_executable_keeps_the_weight_in_int8():
+    text, [(name, x, expected)] = build_module(np.random.default_rng(1), [BIG])
+    assert "xi8>" in text and '"harden.' not in text
+    vmfb = compile_vmfb(text)
+    _, k, n, _ = BIG
+    # i8 codes are k*n bytes; widened to f32 at compile time they would be 4x that.
+    assert k * n <= len(vmfb) < 2 * k * n
+    (y,) = IreeModule(vmfb).call(name, x)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
