@@ -6,6 +6,7 @@ Per shape, in out/bench/<shape>/:
     ternary.mlir                          harden-pipeline with its defaults (kernel=auto: the C
                                           custom dispatches where this host runs them)
     ternary-exact.mlir                    harden-pipeline with kernel=exact (portable linalg)
+    ternary-int8-classifier.mlir          harden-pipeline with the classifier kept in int8
 (+ the parameter files the pipelines write); each pipeline output is then compiled by IREE
 in this process (`harden.runtime.modules`).
 
@@ -37,6 +38,9 @@ PIPELINES = {
     # The portable pure-linalg kernel; the default (kernel=auto) is the same on a host
     # without the C kernels, and the default row says so in a note.
     "IREE ternary kernel=exact": ("ternary-exact", "--harden-pipeline=kernel=exact"),
+    # The classifier (named `output`, or `tok_embeddings` when tied) in int8 instead of f32:
+    # the largest weight a ternary model still reads in f32, as llama.cpp's TQ2_0 keeps it in Q8_0.
+    "IREE ternary, int8 classifier": ("ternary-int8-classifier", "--harden-pipeline=keep=output,tok_embeddings keep-as=int8"),
 }
 
 

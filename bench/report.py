@@ -115,7 +115,7 @@ def _ratio(value) -> str:
 
 def format_table(reports: list[ShapeReport]) -> str:
     """One table over all shapes: rates, ratios against torch eager f32, roofline, CPU share."""
-    header = (f"{'shape / engine':<28}{'MB/token':>10}{'prefill tok/s':>15}{'vs f32':>8}"
+    header = (f"{'shape / engine':<34}{'MB/token':>10}{'prefill tok/s':>15}{'vs f32':>8}"
               f"{'decode tok/s':>14}{'vs f32':>8}{'roofline':>10}{'CPU own/others':>16}")
     lines = [header, "-" * len(header)]
     for rep in reports:
@@ -127,7 +127,7 @@ def format_table(reports: list[ShapeReport]) -> str:
             lines.append(f"{rep.shape}: not measured")
         for label, row in rep.summary().items():
             lines.append(
-                f"  {label:<26}{row['weight_bytes_per_token'] / 1e6:>10.1f}{row['prefill_tokens_per_s']:>15.1f}"
+                f"  {label:<32}{row['weight_bytes_per_token'] / 1e6:>10.1f}{row['prefill_tokens_per_s']:>15.1f}"
                 f"{_ratio(row['prefill_vs_torch_f32']):>8}{row['decode_tokens_per_s']:>14.2f}"
                 f"{_ratio(row['decode_vs_torch_f32']):>8}{row['roofline_fraction']:>10.2f}"
                 f"{row['cpu_share']:>10.2f}/{row['others_cpu_share']:.2f}"

@@ -1,5 +1,8 @@
-"""Benchmark suite: torch eager f32/bf16, IREE f32 (unhardened), IREE ternary (hardened, and with
-kernel=exact) and llama.cpp TQ2_0, side by side in one run, per model shape.
+"""Benchmark suite: torch, IREE f32, IREE ternary (three variants) and llama.cpp TQ2_0, side by side.
+
+Engines: torch eager f32/bf16, IREE f32 (unhardened), IREE ternary (hardened, with
+kernel=exact, and with the classifier in int8) and llama.cpp TQ2_0, measured in one run,
+per model shape.
 
 For each shape: import it and run harden-opt's pipelines (timed per stage: bench/artifacts.py),
 compile the pipeline outputs with IREE (timed), load every engine (bench/subjects.py), then
@@ -10,7 +13,8 @@ bandwidth collapsed are dropped (bench/report.py). PyTorch runs with 2 threads (
 machine has 2 cores), IREE on its `local-task` driver (a worker per core), llama.cpp with
 `-t 2`. The "IREE ternary (hardened)" engine is whatever `--harden-pipeline` produces by
 default (kernel=auto: the C kernels where this host runs them); "IREE ternary kernel=exact"
-adds `kernel=exact` (the portable pure-linalg kernel).
+adds `kernel=exact` (the portable pure-linalg kernel); "IREE ternary, int8 classifier" adds
+`keep=output,tok_embeddings keep-as=int8`.
 
     .venv/bin/python -m bench.run            # make bench: stories260k, llama-100m, tinyllama-1.1b
     .venv/bin/python -m bench.run --quick    # make bench-quick: llama-100m, 3 rounds of 8 decode steps
