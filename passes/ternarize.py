@@ -122,7 +122,6 @@ class Ternarize(Pass):
         group_size = min(self.group_size, in_features)
         tw = ternarize(w, self.method, self.scale, group_size, self.planes)
         packed = pack_ternary_2bit(tw.ternary)
-        x_info = tensor_info(op.operands[0].type)
         with ir.InsertionPoint(op), op.location:
             codes = ctx.weights.literal(packed, "si8", f"{name}.codes")
             scales = ctx.weights.literal(tw.scales, "f32", f"{name}.scales")
@@ -135,7 +134,7 @@ class Ternarize(Pass):
                 group_size=tw.group_size,
                 planes=self.planes,
                 scale_kind=self.scale,
-                result_type=_result_type(op, x_info, out_features),
+                result_type=_result_type(op, out_features),
                 bias=_bias(op),
             )
         _replace_linear(op, linear)
@@ -156,11 +155,10 @@ class Ternarize(Pass):
         """Replaces `op` by an int8_linear (a weight kept with keep-as=int8); its report row."""
         w = ctx.weights.value_of(op.operands[1])
         q = quantize_int8(w)
-        x_info = tensor_info(op.operands[0].type)
         with ir.InsertionPoint(op), op.location:
             codes = ctx.weights.literal(q.codes, "si8", f"{name}.int8")
             scales = ctx.weights.literal(q.scales, "f32", f"{name}.int8_scales")
-            linear = build_int8_linear(op.operands[0], codes, scales, result_type=_result_type(op, x_info, w.shape[0]), bias=_bias(op))
+            linear = build_int8_linear(op.operands[0], codes, scales, result_type=_result_type(op, w.shape[0]), bias=_bias(op))
         _replace_linear(op, linear)
         return {
             "shape": list(w.shape),
@@ -178,8 +176,10 @@ def _matching(patterns: list[str], name: str) -> str | None:
     return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
 
 
-def _result_type(op, x_info, out_features: int) -> ir.Type:
-    return vtensor_type((*x_info.shape[:-1], out_features), tensor_info(op.results[0].type).dtype)
+def _result_type(op, out_features: int) -> ir.Type:
+    """The replacement's result: the input's leading dimensions, `out_features` wide."""
+    leading = tensor_info(op.operands[0].type).shape[:-1]
+    return vtensor_type((*leading, out_features), tensor_info(op.results[0].type).dtype)
 
 
 def _replace_linear(op, linear) -> None:

@@ -89,3 +89,7 @@ func.func @tied_classifier(%tokens: !torch.vtensor<[1,3],si64>) -> !torch.vtenso
 // REPORT-NEXT: "bytes_after": 128
 // REPORT: "layer": "output.weight"
 // REPORT: "precision": "int8"
+
+// An int8_linear whose weight is not a constant cannot be re-laid out: an error at the op.
+// RUN: not harden-opt %inputs/int8_argument_weight.mlir --harden-lower-harden-ops 2>&1 | filecheck %s --check-prefix=ARGUMENT
+// ARGUMENT: int8_argument_weight.mlir:3:8: error: 'harden.int8_linear' op with a non-constant weight cannot be lowered
