@@ -82,3 +82,13 @@ def test_stdin_module_prints_a_module():
     result = run(["-"], stdin="module {}")
     assert result.returncode == 0
     assert result.stdout.startswith("module {")
+
+
+def test_a_closed_stdout_pipe_stops_quietly():
+    """`harden-opt m.mlir | head -1`: the reader leaves early; no traceback, as mlir-opt."""
+    with subprocess.Popen([HARDEN_OPT, QKV, "--harden-fuse-qkv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        p.stdout.close()  # the reader is gone before anything is written
+        stderr = p.stderr.read().decode()
+        code = p.wait()
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert code == 141
