@@ -133,6 +133,49 @@ def write_summary(func, summary: Summary, options: dict) -> None:
     func.attributes[SUMMARY_ATTR] = ir.DictAttr.get(fields)
 
 
+VERIFIED_KEY = "verified"
+
+
+def mark_verified(func) -> None:
+    """Adds `verified = true` to the function's summary (harden-verify-schedule passed)."""
+    if SUMMARY_ATTR not in func.attributes:
+        return  # a schedule written by hand without a summary: nothing outlives lowering
+    fields = {named.name: named.attr for named in ir.DictAttr(func.attributes[SUMMARY_ATTR])}
+    fields[VERIFIED_KEY] = ir.BoolAttr.get(True)
+    func.attributes[SUMMARY_ATTR] = ir.DictAttr.get(fields)
+
+
+def summary_problems(summary: dict, machine) -> list[str]:
+    """What is inconsistent in a summary on its own (no ops needed), against its machine."""
+    problems = []
+    required = ("makespan_cycles", "lower_bound_cycles", "critical_path_cycles", "resource_bound_cycles",
+                "energetic_bound_cycles", "makespan_over_lower_bound", "sram_peak_bytes", "chips")
+    missing = [key for key in required if key not in summary]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
+    makespan, bound = summary["makespan_cycles"], summary["lower_bound_cycles"]
+    bounds = max(summary["critical_path_cycles"], summary["resource_bound_cycles"], summary["energetic_bound_cycles"])
+    if bound != bounds:
+        problems.append(f"lower_bound_cycles = {bound} but the largest of its bounds is {bounds}")
+    if not 0 < bound <= makespan:
+        problems.append(f"makespan_cycles = {makespan} is below lower_bound_cycles = {bound}")
+    elif summary["makespan_over_lower_bound"] != round(makespan / bound, 4):
+        problems.append(f"makespan_over_lower_bound = {summary['makespan_over_lower_bound']} but "
+                        f"{makespan} / {bound} = {round(makespan / bound, 4)}")
+    if summary["sram_peak_bytes"] > machine.sram_bytes:
+        problems.append(f"sram_peak_bytes = {summary['sram_peak_bytes']} exceeds the {machine.sram_bytes} bytes of SRAM of a chip")
+    for unit, used in summary.get("utilization", {}).items():
+        if not 0 <= used <= 1:
+            problems.append(f"utilization of {unit} is {used}, outside [0, 1]")
+    tokens = summary.get("tokens")
+    if tokens and makespan and "tokens_per_s" in summary:
+        expected = _readable(tokens * machine.clock_ghz * 1e9 / makespan)
+        if summary["tokens_per_s"] != expected:
+            problems.append(f"tokens_per_s = {summary['tokens_per_s']} but {tokens} token(s) in {makespan} cycles "
+                            f"at {machine.clock_ghz:g} GHz give {expected}")
+    return problems
+
+
 def _readable(rate: float) -> float:
     """A rate with 4 significant digits, so the printed attribute stays short."""
     return float(f"{rate:.4g}")

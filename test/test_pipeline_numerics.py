@@ -62,6 +62,9 @@ def test_pipeline_shows_five_fused_qkv_per_function(work):
     assert after_fuse.count('"harden.fused_qkv"') == 2 * 5  # prefill and decode, 5 layers each
     lowered = (work / "h.mlir").read_text()
     assert "torch." not in lowered and '"harden.' not in lowered
+    # The lowered result still verifies (issue 6): its summaries, verified before lowering.
+    checked = tool("harden-opt", "--harden-verify-schedule", "--harden-remarks", work / "h.mlir", "-o", work / "hv.mlir")
+    assert checked.stderr.count("lowered after scheduling: checked the summary") == 2, checked.stderr
 
 
 def test_pipeline_schedules_with_report_and_gantt(work):

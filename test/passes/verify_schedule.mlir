@@ -100,8 +100,9 @@ module {
 
 // -----
 
-// The summary outlived the op attributes (a lowering drops them): nothing to check against.
-// expected-error @+1 {{has a schedule summary but no op carries 'harden.start' (was it lowered after scheduling?)}}
+// The summary outlived the op attributes (a lowering drops them) and was never verified
+// while they were there (verify_schedule_lowered.mlir has the verified cases).
+// expected-error @+1 {{has a schedule summary but no op carries 'harden.start', and the schedule was not verified before the ops lost it}}
 func.func @summary_only(%x: !torch.vtensor<[1,4,64],f32>) -> !torch.vtensor<[1,4,64],f32> attributes {harden.schedule = {makespan_cycles = 4 : i64}} {
   %c = torch.aten.neg %x : !torch.vtensor<[1,4,64],f32> -> !torch.vtensor<[1,4,64],f32>
   return %c : !torch.vtensor<[1,4,64],f32>
