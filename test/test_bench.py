@@ -96,3 +96,17 @@ def test_cpu_meter_sees_this_process_work():
         while time.process_time() < deadline:
             pass
     assert 0.0 < cpu.own_share <= 1.05 and cpu.others_share >= 0.0
+
+
+def test_weight_precision_table_shows_int8_close_and_ternary_far(capsys):
+    """The README's account of the missed QAT target rests on this table."""
+    from bench import weight_precision
+
+    weight_precision.main()
+    rows = {line[:30].strip(): line.split()[-2:] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert list(rows) == [f"int{b} per channel" for b in weight_precision.BIT_WIDTHS] + ["ternary absmean per channel"]
+    top1, kl = (float(x) for x in rows["int8 per channel"])
+    assert top1 > 0.8 and kl < 0.1
+    assert float(rows["ternary absmean per channel"][1]) > 5
+    kls = [float(rows[f"int{b} per channel"][1]) for b in weight_precision.BIT_WIDTHS]
+    assert kls == sorted(kls)  # fewer bits, more loss
