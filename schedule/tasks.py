@@ -6,6 +6,7 @@ lower bound a makespan is compared with).
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -80,11 +81,14 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
     """A lower bound that charges each op for the work its unit pool must finish first.
 
     Every tile an op X transitively needs on X's own unit pool (X's tiles included) must
-    run on that pool's m units, none before the earliest of them may start, so X cannot
-    complete before that earliest start + their work / m. The same holds, plus one of X's
-    own tiles, for the pools of X's producers (seen through views), whose contention the
-    critical path ignores (q's and k's data movement sharing the switch units before
-    attention, say). Consumers that need all of X
+    run on that pool's m units, so X cannot complete before h + W(h) / m for any cycle h,
+    where W(h) is the work of those tiles whose earliest start (head) is h or later: they
+    all run after h (release dates, as in Horn's bound for parallel machines). With h the
+    earliest head this is "all the work after the first start"; later h count the work
+    that an earlier layer's chain holds back, during which the pool may idle. The same
+    holds, plus one of X's own tiles, for the pools of X's producers (seen through views),
+    whose contention the critical path ignores (q's and k's data movement sharing the
+    switch units before attention, say). Consumers that need all of X
     cannot start before X completes, which carries the bound down a chain of layers:
     when each layer's attention or matrix work sits on its own units, the plain bounds
     count one layer's work, this one counts every layer's. The result is valid (no
@@ -96,23 +100,16 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
         reach = ancestors[t] | (1 << t)
         for s, _ in graph.succ[t]:
             ancestors[s] |= reach
-    pool_tasks: dict[int, list[int]] = {}
-    for t in range(n):
-        if graph.pool[t] is not None:
-            pool_tasks.setdefault(graph.pool[t], []).append(t)
-    masks: dict[int, dict[int, int]] = {}
-    for pool, tasks in pool_tasks.items():
-        by_duration: dict[int, int] = {}
-        for t in tasks:
-            by_duration[graph.duration[t]] = by_duration.get(graph.duration[t], 0) | (1 << t)
-        masks[pool] = by_duration
+    # Per pool: the tasks of the ops visited so far, by head, then by duration (bit masks),
+    # and the heads in increasing order.
+    buckets: dict[int, dict[int, dict[int, int]]] = {}
+    head_keys: dict[int, list[int]] = {}
 
     head = [0] * n
     complete = [0] * len(problem.operations)
     outgoing: dict[int, list] = {}
     for dep in problem.dependences:
         outgoing.setdefault(dep.producer, []).append(dep)
-    pool_earliest: dict[int, int] = {}
     after_all = [0] * len(problem.operations)
     near_pools = _producer_pools(problem)
     best = 0
@@ -126,14 +123,22 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
         for t in tiles:
             needed |= ancestors[t] | (1 << t)
         if op.pool is not None:
-            # The needed tasks are this op's tiles and earlier ops' (already final): the
-            # earliest start seen so far on the pool is at most theirs.
+            # The needed tasks are this op's tiles and earlier ops' (their heads are final).
+            by_head = buckets.setdefault(op.pool, {})
             for t in tiles:
-                pool_earliest[op.pool] = min(pool_earliest.get(op.pool, head[t]), head[t])
+                if head[t] not in by_head:
+                    by_head[head[t]] = {}
+                    bisect.insort(head_keys.setdefault(op.pool, []), head[t])
+                by_duration = by_head[head[t]]
+                by_duration[graph.duration[t]] = by_duration.get(graph.duration[t], 0) | (1 << t)
         shortest = min(graph.duration[t] for t in tiles)
         for pool in near_pools[index] | ({op.pool} if op.pool is not None else set()):
-            work = sum(d * (needed & mask).bit_count() for d, mask in masks[pool].items())
-            finish = pool_earliest[pool] + math.ceil(work / len(problem.pools[pool].units))
+            units, work, finish = len(problem.pools[pool].units), 0, 0
+            for h in reversed(head_keys[pool]):
+                for d, mask in buckets[pool][h].items():
+                    work += d * (needed & mask).bit_count()
+                if work:
+                    finish = max(finish, h + math.ceil(work / units))
             done = max(done, finish if pool == op.pool else finish + shortest)
         complete[index] = done
         best = max(best, done + min(tail[t] - graph.duration[t] for t in tiles))

@@ -131,6 +131,21 @@ def test_exact_solver_is_optimal_on_small_problems(seed):
         assert exact.makespan(problem) < listed.makespan(problem)
 
 
+def test_lower_bound_never_exceeds_the_optimum():
+    """The bound is only worth its ratio if no schedule can beat it: on random graphs the
+    branch and bound's optimum (or best schedule) is never below it."""
+    checked = 0
+    for seed in range(40):
+        problem = _toy_problem(7, seed)
+        try:
+            best = exact_schedule(problem).makespan(problem)
+        except ProblemTooLarge:
+            continue
+        checked += 1
+        assert lower_bound(problem).value <= best, seed
+    assert checked >= 20
+
+
 def test_exact_solver_refuses_large_problems():
     with pytest.raises(ProblemTooLarge, match="solver=exact handles up to 16 tiles; @toy has"):
         exact_schedule(_toy_problem(40, 0))
@@ -218,7 +233,7 @@ def test_stories260k_schedules_verify_and_decode_layers_overlap(stories, machine
     for name, func in funcs.items():
         summary = read_summary(func)
         assert summary["makespan_cycles"] >= summary["lower_bound_cycles"] > 0
-        assert summary["makespan_over_lower_bound"] < 1.6, (name, summary)
+        assert summary["makespan_over_lower_bound"] < 1.2, (name, summary)
     assert read_summary(funcs["decode"])["tokens"] == 1
     overlap = _layers_overlap(funcs["decode"], 5)
     assert len(overlap) == 4 and all(overlap), overlap
@@ -303,4 +318,4 @@ def test_tinyllama_1b_shape_schedules_fast(tinyllama, machine, functions_option,
     assert len(overlap) >= 18 and all(overlap), overlap
     for func in functions(module.operation):
         if "harden.schedule" in func.attributes:
-            assert read_summary(func)["makespan_over_lower_bound"] < 1.5
+            assert read_summary(func)["makespan_over_lower_bound"] <= 1.05  # the issue's goal
