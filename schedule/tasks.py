@@ -10,6 +10,8 @@ import bisect
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from harden.schedule.problem import Problem
 
 
@@ -112,6 +114,13 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
         outgoing.setdefault(dep.producer, []).append(dep)
     after_all = [0] * len(problem.operations)
     near_pools = _producer_pools(problem)
+    # Ops some consumer reads whole (a matmul's input, a reduction's): consumers wait for
+    # them to complete, so a later completion bound raises everything after them.
+    whole_read = [any(r == (0, op.tiles - 1) for dep in outgoing.get(i, []) for r in dep.ranges)
+                  for i, op in enumerate(problem.operations)]
+    layer_first: dict[int, int] = {}  # each layer's first op
+    for i, op in enumerate(problem.operations):
+        layer_first.setdefault(op.layer, i)
     best = 0
     for index, op in enumerate(problem.operations):
         base = graph.offsets[index]
@@ -140,6 +149,9 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
                 if work:
                     finish = max(finish, h + math.ceil(work / units))
             done = max(done, finish if pool == op.pool else finish + shortest)
+        if whole_read[index]:  # only there does X's completion carry on (see below)
+            window = min(layer_first.get(layer, index) for layer in (op.layer - 1, op.layer))
+            done = max(done, _chain_bound(problem, graph, index, needed, head, graph.offsets[window]))
         complete[index] = done
         best = max(best, done + min(tail[t] - graph.duration[t] for t in tiles))
         for t in tiles:  # tile-level pushes, as for heads
@@ -159,6 +171,57 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
             if all(covered):
                 after_all[dep.consumer] = max(after_all[dep.consumer], done + dep.delay)
     return best
+
+
+CHAIN_LEVELS = 16
+"""Chain lengths q tried per pool by the chain bound (more: slower, rarely tighter)."""
+
+
+def _chain_bound(problem: Problem, graph: TaskGraph, index: int, needed: int, head: list[int], first: int) -> int:
+    """Op X's completion from the pools upstream of it, with the chains that follow them.
+
+    For a pool P holding tasks X needs, X completes at least L(t) after the end of each
+    such task t, where L(t) is the longest path from t's end to the end of a tile of X.
+    Among the needed P tasks with L >= q and head >= h (a set that P's m units need
+    work W / m to run, all after h), the last one ends at h + W / m or later, so X
+    completes at h + W / m + q or later (the head-body-tail bound of parallel machines).
+    L is computed over the tasks from `first` on (X's layer and the one before); older
+    ones are left out of the sets (fewer tasks: still a valid bound), which keeps the
+    cost per op to about two layers' tiles.
+    """
+    base = graph.offsets[index]
+    end = base + problem.operations[index].tiles
+    longest: dict[int, int] = {t: 0 for t in range(base, end)}
+    by_pool: dict[int, list[tuple[int, int, int]]] = {}
+    own = problem.operations[index].pool
+    window = (needed >> first) & ((1 << (base - first)) - 1)
+    while window:  # the needed tasks of the window, last first
+        u = first + window.bit_length() - 1
+        window ^= 1 << (u - first)
+        best = -1
+        for s, delay in graph.succ[u]:
+            if s in longest:
+                best = max(best, delay + graph.duration[s] + longest[s])
+        if best < 0:
+            continue
+        longest[u] = best
+        pool = graph.pool[u]
+        if pool is not None and pool != own:
+            by_pool.setdefault(pool, []).append((best, head[u], graph.duration[u]))
+    bound = 0
+    for pool, tasks in by_pool.items():
+        units = len(problem.pools[pool].units)
+        chain, heads_, durations = (np.array(column, dtype=np.int64) for column in zip(*tasks))
+        order = np.argsort(-heads_, kind="stable")  # latest head first
+        chain, heads_, durations = chain[order], heads_[order], durations[order]
+        # Thresholds q: at most CHAIN_LEVELS of the distinct L values (any subset is valid).
+        distinct = np.unique(chain)
+        levels = distinct[:: -max(1, len(distinct) // CHAIN_LEVELS)]
+        member = chain[None, :] >= levels[:, None]  # [level, task]: L >= q
+        work = np.cumsum(member * durations[None, :], axis=1)  # of members with head >= h
+        finish = np.where(member, heads_[None, :] + -(-work // units), np.iinfo(np.int64).min)
+        bound = max(bound, int((finish.max(axis=1) + levels).max()))
+    return bound
 
 
 def _producer_pools(problem: Problem) -> list[set[int]]:
