@@ -19,7 +19,8 @@ adds `kernel=exact` (the portable pure-linalg kernel); "IREE ternary, int8 class
     .venv/bin/python -m bench.run            # make bench: stories260k, llama-100m, tinyllama-1.1b
     .venv/bin/python -m bench.run --quick    # make bench-quick: llama-100m, 3 rounds of 8 decode steps
 
-Writes bench/results.json (--json) and prints one table. Files go to out/bench/<shape>/;
+Writes bench/results.json (--quick: out/bench/results-quick.json; or --json) and prints
+one table. Files go to out/bench/<shape>/;
 `--reuse` keeps those made by an identical command before (their stage times then read
 "reused") and uses the IREE compile cache.
 """
@@ -46,6 +47,7 @@ from bench.artifacts import StageError, prepare, stages_json
 from bench.bandwidth import BandwidthProbe
 from bench.report import CONTENDED, Round, ShapeReport, format_table
 from bench.subjects import CORES, LlamaCppSubject, Subject, iree_subject, torch_subjects
+from harden.runtime.checkpoints import SHAPES
 
 FULL_SHAPES = ["stories260k", "llama-100m", "tinyllama-1.1b"]
 # stories260k (1 MB of weights) measures per-call overheads only; the quick run spends its
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="measured rounds per shape (default 5; quick 3)")
     parser.add_argument("--decode-steps", type=int, help="decode steps per round (default 16; quick 8)")
     parser.add_argument("--out", type=Path, default=Path("out/bench"), help="working directory (default out/bench)")
-    parser.add_argument("--json", type=Path, default=Path("bench/results.json"), help="results file (default bench/results.json)")
+    parser.add_argument("--json", type=Path, help="results file (default bench/results.json; quick: out/bench/results-quick.json, "
+                        "so a quick run never replaces the full results the README quotes)")
     parser.add_argument("--reuse", action="store_true", help="reuse files made by identical commands in an earlier run, and the IREE compile "
                         "cache (does not notice changes to harden's code)")
     parser.add_argument("--iree-flag", action="append", default=[], metavar="FLAG",
@@ -202,8 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llama-cpp-dir", type=Path, default=llama_cpp.DEFAULT_DIR, help="llama.cpp build directory (default out/llama.cpp)")
     args = parser.parse_args(argv)
     shapes = args.shapes.split(",") if args.shapes else (QUICK_SHAPES if args.quick else FULL_SHAPES)
+    unknown = [shape for shape in shapes if shape not in SHAPES and shape != "stories260k"]
+    if unknown:
+        parser.error(f"unknown shape {', '.join(unknown)} (known: stories260k, {', '.join(SHAPES)})")
     args.rounds = args.rounds or (3 if args.quick else 5)
     args.decode_steps = args.decode_steps or (8 if args.quick else 16)
+    args.json = args.json or (args.out / "results-quick.json" if args.quick else Path("bench/results.json"))
     if not 1 <= args.decode_steps <= MAX_SEQ_LEN - SEQ_LEN:
         parser.error(f"--decode-steps must be in [1, {MAX_SEQ_LEN - SEQ_LEN}]")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|copyreg).*")
