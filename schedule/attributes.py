@@ -157,7 +157,9 @@ def summary_problems(summary: dict, machine) -> list[str]:
     bounds = max(summary["critical_path_cycles"], summary["resource_bound_cycles"], summary["energetic_bound_cycles"])
     if bound != bounds:
         problems.append(f"lower_bound_cycles = {bound} but the largest of its bounds is {bounds}")
-    if not 0 < bound <= makespan:
+    if bound <= 0:
+        problems.append(f"lower_bound_cycles = {bound} is not positive")
+    elif makespan < bound:
         problems.append(f"makespan_cycles = {makespan} is below lower_bound_cycles = {bound}")
     elif summary["makespan_over_lower_bound"] != round(makespan / bound, 4):
         problems.append(f"makespan_over_lower_bound = {summary['makespan_over_lower_bound']} but "
