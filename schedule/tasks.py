@@ -93,8 +93,12 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
     switch units before attention, say). Consumers that need all of X
     cannot start before X completes, which carries the bound down a chain of layers:
     when each layer's attention or matrix work sits on its own units, the plain bounds
-    count one layer's work, this one counts every layer's. The result is valid (no
-    schedule is shorter): earliest starts, work and tails are all lower bounds.
+    count one layer's work, this one counts every layer's. Two chain bounds
+    (`_chain_bound`) add what follows an upstream pool's work: to the completion of ops
+    read whole, and to the start of tiles that gather a run of a producer's tiles (a
+    per-row reduction read by a coarser tile), whose pace a serial unit upstream sets.
+    The result is valid (no schedule is shorter): earliest starts, work and tails are all
+    lower bounds.
     """
     n = graph.size
     ancestors = [0] * n  # bit q set: task q must finish before this task starts
@@ -118,6 +122,14 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
     # them to complete, so a later completion bound raises everything after them.
     whole_read = [any(r == (0, op.tiles - 1) for dep in outgoing.get(i, []) for r in dep.ranges)
                   for i, op in enumerate(problem.operations)]
+    # Tiles that gather several tiles of a producer but not all of it (a per-row reduction
+    # read by a coarser tile): a serial producer upstream paces them.
+    gathers = set()
+    for dep in problem.dependences:
+        count = problem.operations[dep.producer].tiles
+        for tile, r in enumerate(dep.ranges):
+            if r is not None and r[1] > r[0] and r != (0, count - 1):
+                gathers.add(graph.offsets[dep.consumer] + tile)
     layer_first: dict[int, int] = {}  # each layer's first op
     for i, op in enumerate(problem.operations):
         layer_first.setdefault(op.layer, i)
@@ -125,6 +137,11 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
     for index, op in enumerate(problem.operations):
         base = graph.offsets[index]
         tiles = range(base, base + op.tiles)
+        window = min(layer_first.get(layer, index) for layer in (op.layer - 1, op.layer))
+        first = graph.offsets[window]
+        for t in tiles:
+            if t in gathers:  # the chain bound on its start
+                head[t] = max(head[t], _chain_bound(problem, graph, {t: -graph.duration[t]}, ancestors[t], head, first, None))
         done = max(head[t] + graph.duration[t] for t in tiles)
         # Some tile of X runs after all of a producer it reads whole (through views too).
         done = max(done, after_all[index] + min(graph.duration[t] for t in tiles))
@@ -150,8 +167,7 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
                     finish = max(finish, h + math.ceil(work / units))
             done = max(done, finish if pool == op.pool else finish + shortest)
         if whole_read[index]:  # only there does X's completion carry on (see below)
-            window = min(layer_first.get(layer, index) for layer in (op.layer - 1, op.layer))
-            done = max(done, _chain_bound(problem, graph, index, needed, head, graph.offsets[window]))
+            done = max(done, _chain_bound(problem, graph, {t: 0 for t in tiles}, needed, head, first, op.pool))
         complete[index] = done
         best = max(best, done + min(tail[t] - graph.duration[t] for t in tiles))
         for t in tiles:  # tile-level pushes, as for heads
@@ -177,23 +193,24 @@ CHAIN_LEVELS = 16
 """Chain lengths q tried per pool by the chain bound (more: slower, rarely tighter)."""
 
 
-def _chain_bound(problem: Problem, graph: TaskGraph, index: int, needed: int, head: list[int], first: int) -> int:
-    """Op X's completion from the pools upstream of it, with the chains that follow them.
+def _chain_bound(problem: Problem, graph: TaskGraph, targets: dict[int, int], needed: int, head: list[int],
+                 first: int, skip_pool: int | None) -> int:
+    """A time no schedule can reach `targets` before: the pools upstream and the chains after them.
 
-    For a pool P holding tasks X needs, X completes at least L(t) after the end of each
-    such task t, where L(t) is the longest path from t's end to the end of a tile of X.
-    Among the needed P tasks with L >= q and head >= h (a set that P's m units need
-    work W / m to run, all after h), the last one ends at h + W / m or later, so X
-    completes at h + W / m + q or later (the head-body-tail bound of parallel machines).
-    L is computed over the tasks from `first` on (X's layer and the one before); older
-    ones are left out of the sets (fewer tasks: still a valid bound), which keeps the
-    cost per op to about two layers' tiles.
+    `targets` maps tasks to the value L takes at them: 0 for the tiles of an op X (the
+    bound is then on X's completion), minus its duration for one tile c (the bound is then
+    on c's start). For a pool P holding tasks the targets need, L(t) is the longest path
+    from t's end to that point. Among the needed P tasks with L >= q and head >= h (a set
+    that P's m units need work W / m to run, all after h), the last one ends at h + W / m
+    or later, so the point is reached at h + W / m + q or later (the head-body-tail bound
+    of parallel machines). L is computed over the tasks from `first` on (the op's layer and
+    the one before); older ones are left out of the sets (fewer tasks: still a valid
+    bound), which keeps the cost to about two layers' tiles. Tasks of `skip_pool` are left
+    out too (X's own pool, which the caller bounds already).
     """
-    base = graph.offsets[index]
-    end = base + problem.operations[index].tiles
-    longest: dict[int, int] = {t: 0 for t in range(base, end)}
+    base = min(targets)
+    longest = dict(targets)
     by_pool: dict[int, list[tuple[int, int, int]]] = {}
-    own = problem.operations[index].pool
     window = (needed >> first) & ((1 << (base - first)) - 1)
     while window:  # the needed tasks of the window, last first
         u = first + window.bit_length() - 1
@@ -206,7 +223,7 @@ def _chain_bound(problem: Problem, graph: TaskGraph, index: int, needed: int, he
             continue
         longest[u] = best
         pool = graph.pool[u]
-        if pool is not None and pool != own:
+        if pool is not None and pool != skip_pool:
             by_pool.setdefault(pool, []).append((best, head[u], graph.duration[u]))
     bound = 0
     for pool, tasks in by_pool.items():

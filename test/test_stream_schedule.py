@@ -88,8 +88,9 @@ def test_bad_machine_fields_are_named(path, value, message):
 # -- problem, solver and checker without IR --------------------------------------------------
 
 
-def _toy_problem(ops: int, seed: int) -> Problem:
-    """A random layered DAG of single- and multi-tile ops on the toy machine's pools."""
+def _toy_problem(ops: int, seed: int, gathers: bool = False) -> Problem:
+    """A random layered DAG of single- and multi-tile ops on the toy machine's pools;
+    with `gathers`, some consumer tiles also read a run of two producer tiles."""
     rng = random.Random(seed)
     machine = machine_from_dict(TOY, "toy")
     pools = [UnitPool("mm", "mm", ["mm0"]), UnitPool("vec", "vec", ["vec0", "vec1"])]
@@ -104,6 +105,8 @@ def _toy_problem(ops: int, seed: int) -> Problem:
         for p in rng.sample(range(i), min(i, rng.randint(0, 2))):
             pt = operations[p].tiles
             ranges = [(min(t, pt - 1), min(t, pt - 1)) if rng.random() < 0.5 else (0, pt - 1) for t in range(tiles)]
+            if gathers and pt > 2:
+                ranges = [(min(t, pt - 2), min(t, pt - 2) + 1) if rng.random() < 0.5 else r for t, r in enumerate(ranges)]
             dependences.append(Dependence(p, i, ranges, rng.choice([0, 0, 3])))
     buffers = [Buffer(f"%{i}", 10, 0, i, [d.consumer for d in dependences if d.producer == i]) for i in range(ops)]
     return Problem("toy", machine, 1, 4, 1, 0, operations, dependences, pools, buffers, [0])
@@ -136,7 +139,7 @@ def test_lower_bound_never_exceeds_the_optimum():
     branch and bound's optimum (or best schedule) is never below it."""
     checked = 0
     for seed in range(40):
-        problem = _toy_problem(7, seed)
+        problem = _toy_problem(7, seed, gathers=seed % 2 == 1)
         try:
             best = exact_schedule(problem).makespan(problem)
         except ProblemTooLarge:
