@@ -160,13 +160,14 @@ class Ternarize(Pass):
             scales = ctx.weights.literal(q.scales, "f32", f"{name}.int8_scales")
             linear = build_int8_linear(op.operands[0], codes, scales, result_type=_result_type(op, w.shape[0]), bias=_bias(op))
         _replace_linear(op, linear)
+        approx = q.dequantize()
         return {
             "shape": list(w.shape),
             "precision": "int8",
             "scale_kind": "channel",
-            "relative_error": _relative_error(w, q.dequantize()),
+            "relative_error": _relative_error(w, approx),
             "zero_fraction": float(np.mean(q.codes == 0)),
-            "exact": bool(np.array_equal(q.dequantize(), w)),
+            "exact": bool(np.array_equal(approx, w)),
             "bytes_before": int(w.nbytes),
             "bytes_after": int(q.codes.nbytes + q.scales.nbytes),
         }

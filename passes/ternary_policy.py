@@ -62,7 +62,7 @@ class TernaryPolicy(Pass):
         model = exported_model_from_provenance(provenance)
         length = self.seq_len or provenance.seq_len
         sequences = sample_sequences(TorchEngine(model, provenance.seq_len, provenance.max_seq_len), self.samples, length, self.seed, bos=1)
-        options = TernaryOptions(self.method, self.scale, self.group_size, self.planes, self.classifier, self.keep_as)
+        options = TernaryOptions.of(self)
         analysis = SensitivityModel(model, sequences, provenance.seq_len, provenance.max_seq_len, options)
         costs = analysis.group_costs()
         kept, metrics = analysis.auto_keep(self.max_kl, costs)

@@ -16,6 +16,7 @@ quantized per output channel as harden-ternarize does it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,11 @@ class TernaryOptions:
     planes: int = 1
     classifier: bool = False
     keep_as: str = "f32"  # precision of the groups kept out of ternary: f32 or int8
+
+    @classmethod
+    def of(cls, options) -> "TernaryOptions":
+        """The same-named fields of a pass that carries them (harden-ternarize, the policy)."""
+        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)

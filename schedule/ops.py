@@ -788,7 +788,7 @@ def _ternary_linear(op, full: str) -> OpModel:
 def _int8_linear(op, full: str) -> OpModel:
     """A layer kept in int8: a matmul like any other, reading one byte per weight."""
     x, w, scales = op.operands[0], op.operands[1], op.operands[2]
-    in_f, out_f = tensor_info(w.type).shape[1], tensor_info(w.type).shape[0]
+    out_f, in_f = tensor_info(w.type).shape
     results = _results(op)
     out = results[0].shape
     operands = [

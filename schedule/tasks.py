@@ -112,7 +112,6 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
     head_keys: dict[int, list[int]] = {}
 
     head = [0] * n
-    complete = [0] * len(problem.operations)
     outgoing: dict[int, list] = {}
     for dep in problem.dependences:
         outgoing.setdefault(dep.producer, []).append(dep)
@@ -168,7 +167,6 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
             done = max(done, finish if pool == op.pool else finish + shortest)
         if whole_read[index]:  # only there does X's completion carry on (see below)
             done = max(done, _chain_bound(problem, graph, {t: 0 for t in tiles}, needed, head, first, op.pool))
-        complete[index] = done
         best = max(best, done + min(tail[t] - graph.duration[t] for t in tiles))
         for t in tiles:  # tile-level pushes, as for heads
             end = head[t] + graph.duration[t]
@@ -190,7 +188,7 @@ def energetic_bound(problem: Problem, graph: TaskGraph, tail: list[int]) -> int:
 
 
 CHAIN_LEVELS = 16
-"""Chain lengths q tried per pool by the chain bound (more: slower, rarely tighter)."""
+"""About how many chain lengths q the chain bound tries per pool (more: slower, rarely tighter)."""
 
 
 def _chain_bound(problem: Problem, graph: TaskGraph, targets: dict[int, int], needed: int, head: list[int],
@@ -231,7 +229,8 @@ def _chain_bound(problem: Problem, graph: TaskGraph, targets: dict[int, int], ne
         chain, heads_, durations = (np.array(column, dtype=np.int64) for column in zip(*tasks))
         order = np.argsort(-heads_, kind="stable")  # latest head first
         chain, heads_, durations = chain[order], heads_[order], durations[order]
-        # Thresholds q: at most CHAIN_LEVELS of the distinct L values (any subset is valid).
+        # Thresholds q: every k-th distinct L value, k = count // CHAIN_LEVELS (so between
+        # CHAIN_LEVELS and twice as many, or all when fewer); any subset is valid.
         distinct = np.unique(chain)
         levels = distinct[:: -max(1, len(distinct) // CHAIN_LEVELS)]
         member = chain[None, :] >= levels[:, None]  # [level, task]: L >= q

@@ -179,7 +179,7 @@ def sensitivity(args, model) -> int:
         raise CommandError(f"--ternarize-options: {e}", USAGE) from None
     torch_engine, info = reference_engine(args, model)
     sequences, description = evaluation_inputs(args, torch_engine, model.seq_len)
-    options = TernaryOptions(tern.method, tern.scale, tern.group_size, tern.planes, tern.classifier, tern.keep_as)
+    options = TernaryOptions.of(tern)
     analysis = SensitivityModel(torch_engine.model, sequences, model.seq_len, model.max_seq_len, options)
     costs = analysis.group_costs()
     everything = analysis.evaluate(list(analysis.groups))
