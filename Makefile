@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 # The C ternary kernels (kernel=vnni), built into the environment where
-# runtime/custom_dispatch.py looks for them, with the zig toolchain from PyPI (ziglang).
+# backend/custom_dispatch.py looks for them, with the zig toolchain from PyPI (ziglang).
 KERNEL_OBJECT := $(VENV)/harden-kernels/ternary_vnni.o
 
 .PHONY: demo test install clean bench bench-quick llama-cpp

@@ -8,7 +8,7 @@ Per shape, in out/bench/<shape>/:
     ternary-exact.mlir                    harden-pipeline with kernel=exact (portable linalg)
     ternary-int8-classifier.mlir          harden-pipeline with the classifier kept in int8
 (+ the parameter files the pipelines write); each pipeline output is then compiled by IREE
-in this process (`harden.runtime.modules`).
+in this process (`harden.backend.modules`).
 
 `check_parameters` makes sure a pipeline output's parameter file holds every parameter the
 module loads (it once came out empty for external weights), so a broken file is one clear

@@ -124,8 +124,8 @@ def write_gguf(shape: str, path: Path, seed: int = 0) -> None:
     import gguf
     from gguf.quants import quantize
 
-    from harden.dialects.ternary_quant import ternarize
-    from harden.runtime.checkpoints import RandomInit
+    from harden.frontend.random_init import RandomInit
+    from harden.quant.ternary import ternarize
 
     source = RandomInit(shape, seed=seed)
     c = source.config

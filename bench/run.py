@@ -47,7 +47,7 @@ from bench.artifacts import StageError, prepare, stages_json
 from bench.bandwidth import BandwidthProbe
 from bench.report import CONTENDED, Round, ShapeReport, format_table
 from bench.subjects import CORES, LlamaCppSubject, Subject, iree_subject, torch_subjects
-from harden.runtime.checkpoints import SHAPES
+from harden.frontend.random_init import SHAPES
 
 FULL_SHAPES = ["stories260k", "llama-100m", "tinyllama-1.1b"]
 # stories260k (1 MB of weights) measures per-call overheads only; the quick run spends its
@@ -72,11 +72,11 @@ def short(error: Exception, width: int = 240) -> str:
 def build_subjects(files, args, report: ShapeReport, llama_bench: Path | None) -> tuple[list[Subject], int]:
     """Every engine of one shape, loaded and compiled, and the vocabulary size; failures
     become notes, not aborts."""
-    from harden.runtime.checkpoints import SHAPES
-    from harden.runtime.compile_cache import CompileCache, default_cache_dir
-    from harden.runtime.custom_dispatch import unavailable_reason as vnni_unavailable_reason
-    from harden.runtime.importer import exported_model_from_provenance
-    from harden.runtime.modules import load_module
+    from harden.backend.cache import CompileCache, default_cache_dir
+    from harden.backend.modules import load_module
+    from harden.frontend.provenance import exported_model_from_provenance
+    from harden.frontend.random_init import SHAPES
+    from harden.kernels.contract import unavailable_reason as vnni_unavailable_reason
 
     cache = CompileCache(default_cache_dir()) if args.reuse else None
     loaded = {label: load_module(path) for label, path in files.pipeline_outputs.items()}

@@ -1,10 +1,10 @@
 """The engines under test, each able to run one timed round, with the weight bytes it reads per token.
 
 * torch eager f32 and bf16: the reference `Llama` that harden-import exported (rebuilt from
-  the module's provenance, `harden.runtime.importer`), the bf16 one a cast copy of it;
+  the module's provenance, `harden.frontend.importer`), the bf16 one a cast copy of it;
   PyTorch's threads are set by the caller (2 on this machine).
 * IREE f32 (unhardened) and IREE ternary (hardened): harden-opt's outputs compiled with
-  IREE for this CPU and run on the `local-task` driver (`harden.runtime.modules/engines`).
+  IREE for this CPU and run on the `local-task` driver (`harden.backend.modules/engines`).
 * llama.cpp TQ2_0 (bench/llama_cpp.py): a child process per round.
 
 A round is one prefill of the S-token prompt (timed) followed by `decode_steps` single-token
@@ -34,10 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harden.runtime.compile_cache import CompileCache
-from harden.runtime.engines import Engine, IreeEngine, TorchEngine
-from harden.runtime.llama import Llama
-from harden.runtime.modules import LoadedModule, compile_module
+from harden.backend.cache import CompileCache
+from harden.backend.engines import Engine, IreeEngine, TorchEngine
+from harden.backend.modules import LoadedModule, compile_module
+from harden.frontend.llama import Llama
 
 CORES = 2
 
@@ -168,8 +168,8 @@ def iree_bytes_per_token(lowered_text: str, function: str = "decode") -> int:
     module loads, a table that is only gathered from counted as one row."""
     from torch_mlir import ir
 
-    from harden.core.context import make_context
     from harden.core.graph import functions
+    from harden.dialects.context import make_context
 
     with make_context():
         module = ir.Module.parse(lowered_text)

@@ -37,17 +37,17 @@ from torch_mlir import ir
 from torch_mlir.dialects import func
 from torch_mlir.dialects import torch as torch_d
 
-from harden.core.context import make_context
+from harden.backend.compile import compile_vmfb, lower_module_for_iree
 from harden.core.diagnostics import DiagnosticSink
 from harden.core.tensor_types import vtensor_type
 from harden.core.weights import WeightStore
+from harden.dialects.context import make_context
 from harden.dialects.harden import build_ternary_linear
 from harden.dialects.ternary_pack import pack_ternary_2bit
-from harden.dialects.ternary_quant import ternarize
+from harden.kernels import contract
 from harden.pipelines.lower_to_linalg import TORCH_TO_LINALG
 from harden.pipelines.pass_manager import run_steps
-from harden.runtime import custom_dispatch
-from harden.runtime.iree_exec import compile_vmfb, lower_module_for_iree
+from harden.quant.ternary import ternarize
 
 # (name, in_features, out_features) of one TinyLlama-1.1B decoder layer's linears.
 SHAPES = [("qkv", 2048, 2560), ("o", 2048, 2048), ("gate/up", 2048, 5632), ("down", 5632, 2048)]
@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--json", type=Path, help="also write the samples to this JSON file")
     args = parser.parse_args()
-    reason = custom_dispatch.unavailable_reason()
+    reason = contract.unavailable_reason()
     if reason:
         raise SystemExit(f"the C kernels cannot run here: {reason}")
     log = lambda message: print(message, flush=True)

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harden.dialects.ternary_quant import ternarize
-from harden.runtime.checkpoints import open_model
-from harden.runtime.qat import HELDOUT_SEED, agreement, sample_tokens, ternarized_linears
+from harden.eval.qat import HELDOUT_SEED, agreement, sample_tokens, ternarized_linears
+from harden.frontend.checkpoints import open_model
+from harden.quant.ternary import ternarize
 
 BIT_WIDTHS = (8, 6, 5, 4, 3)
 

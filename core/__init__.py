@@ -1,1 +1,2 @@
-"""Context, diagnostics and source handling shared by the harden tools."""
+"""What every part of harden shares: diagnostics, source files, atomic file writes, progress
+display, tensor types, graph walking, weights as numpy, and the pass framework."""

@@ -1,24 +1,56 @@
-"""Writing files so that readers never see a partial one."""
+"""Writing files so that readers never see a partial one, and no temporary file is left behind.
+
+Every output of harden (MLIR, parameter files, checkpoints, reports, the compile cache) is
+written to a temporary name beside its target and renamed into place only once complete.
+If the writer fails or is interrupted, the temporary file (or directory) is removed.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_atomically(path: str | Path, data: str | bytes) -> None:
-    """Writes to a temporary file beside `path`, then renames it into place (with the
-    permissions a plain `open` would give under the current umask)."""
+def _default_mode(directory: bool) -> int:
+    """The permissions a plain `open` (or `mkdir`) gives under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+@contextmanager
+def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
+    """Yields a temporary path beside `path` to write to (a file, or with `directory` an
+    empty directory); on success it is renamed to `path`, on any failure removed.
+
+    A directory target must not exist or be empty (a rename cannot replace a full one)."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    if directory:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    else:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        yield tmp
+        os.chmod(tmp, _default_mode(directory))
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomically(path: str | Path, data: str | bytes) -> None:
+    """Writes `data` to `path` through `atomic_path`."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)

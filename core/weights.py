@@ -21,9 +21,9 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import torch as torch_d
 
-from harden.core.graph import defining_op, functions, body_ops
+from harden.core.graph import body_ops, defining_op, functions
+from harden.core.safetensors_writer import write_safetensors
 from harden.core.tensor_types import tensor_info, vtensor_type
-from harden.dialects.harden import build_param
 
 _NUMPY_DTYPE = {
     "f32": np.float32,
@@ -40,6 +40,9 @@ _NUMPY_DTYPE = {
     "si64": np.int64,
     "i1": np.bool_,
 }
+
+# The op naming a tensor of the parameter file: `harden.param {param_name = "..."}`.
+PARAM_OP = "harden.param"
 
 # Module attribute naming the safetensors file of the module's `harden.param` tensors.
 PARAMS_ATTR = "harden.params"
@@ -113,7 +116,7 @@ class WeightStore:
     def constant_op(self, value: ir.Value) -> ir.OpView | None:
         """The `torch.vtensor.literal` or `harden.param` defining `value`, if it is one."""
         op = defining_op(value)
-        if op is not None and op.operation.name in ("torch.vtensor.literal", "harden.param"):
+        if op is not None and op.operation.name in ("torch.vtensor.literal", PARAM_OP):
             return op
         return None
 
@@ -126,7 +129,7 @@ class WeightStore:
         dtype = _NUMPY_DTYPE.get(info.dtype) if info else None
         if dtype is None:
             return None
-        if op.operation.name == "harden.param":
+        if op.operation.name == PARAM_OP:
             return self._parameter(op.operation.attributes["param_name"].maybe_downcast().value)
         attr = op.operation.attributes["value"].maybe_downcast()
         if isinstance(attr, ir.DenseElementsAttr):
@@ -154,7 +157,7 @@ class WeightStore:
         array = np.ascontiguousarray(array)
         result_type = vtensor_type(array.shape, torch_dtype)
         if self.external:
-            return build_param(self._new_parameter_name(name or "weight", array), result_type).result
+            return param_op(self._new_parameter_name(name or "weight", array), result_type).result
         signless = not torch_dtype.startswith(("si", "ui"))
         attr = ir.DenseElementsAttr.get(array, signless=signless)
         op = torch_d.ValueTensorLiteralOp(attr, results=[result_type])
@@ -183,20 +186,24 @@ class WeightStore:
         attrs = op.operation.attributes
         if WEIGHT_NAME in attrs:
             return attrs[WEIGHT_NAME].maybe_downcast().value
-        if op.operation.name == "harden.param":
+        if op.operation.name == PARAM_OP:
             return attrs["param_name"].maybe_downcast().value
         return None
 
     def write_parameters(self, module: ir.Operation, path: Path) -> None:
         """Writes every parameter the module uses to the safetensors file `path` and
         points the module's `harden.params` at it (by file name: it sits beside the MLIR)."""
-        from safetensors.numpy import save_file
-
         names = sorted(parameter_names(module))
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({name: np.ascontiguousarray(self._parameter(name)) for name in names}, str(tmp))
-        tmp.replace(path)
+        entries = [(name, self._parameter(name).dtype, self._parameter(name).shape) for name in names]
+        write_safetensors(path, entries, self._parameter)
         module.attributes[PARAMS_ATTR] = ir.StringAttr.get(path.name)
+
+
+def param_op(name: str, result_type: ir.Type) -> ir.Operation:
+    """A `harden.param {param_name = name}` op at the current insertion point. Built in the
+    generic form, so this low module needs no import of the dialect that verifies it
+    (dialects/harden.py ParamOp)."""
+    return ir.Operation.create(PARAM_OP, results=[result_type], attributes={"param_name": ir.StringAttr.get(name)})
 
 
 def parameter_names(module: ir.Operation) -> set[str]:
@@ -209,7 +216,7 @@ def parameter_names(module: ir.Operation) -> set[str]:
                 names.add(symbol[len(PARAM_SYMBOL_PREFIX):])
     for func in functions(module):
         for op in body_ops(func):
-            if op.operation.name == "harden.param":
+            if op.operation.name == PARAM_OP:
                 names.add(op.operation.attributes["param_name"].maybe_downcast().value)
     return names
 

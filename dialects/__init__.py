@@ -1,1 +1,2 @@
-"""The harden dialect: op definitions, verifiers, builders and ternary packing."""
+"""The harden dialect: op definitions, verifiers, builders, ternary packing, and the MLIR
+context that loads it."""

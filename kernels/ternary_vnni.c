@@ -9,7 +9,7 @@
 //           accurate as an f64 dot product rounded to f32 (values below amax * 2^-31 are rounded
 //           away; a NaN or Inf in x makes the whole row NaN).
 // The torch-mlir side (passes/ternary_vnni_kernel.py) lays the weights out offline; the IREE
-// side (runtime/custom_dispatch.py) declares these functions and dispatches them, one workgroup
+// side (backend/custom_dispatch.py) declares these functions and dispatches them, one workgroup
 // per `rows_per_wg` output rows.
 //
 // Build (the Makefile does this at install time; IREE links the object into its embedded ELF

@@ -8,15 +8,15 @@ import numpy as np
 from torch_mlir import ir
 
 from harden.core.graph import body_ops, functions, is_none, users
+from harden.core.pass_base import Pass, PassContext
 from harden.core.tensor_types import tensor_info
 from harden.core.weights import erase_if_unused
 from harden.dialects.harden import build_fused_qkv
-from harden.passes.base import Pass, PassContext
 
 LINEAR = "torch.aten.linear"
 
 
-@dataclass
+@dataclass(frozen=True)
 class FuseQKV(Pass):
     """Fuse the q, k and v `torch.aten.linear` ops that read one activation into `harden.fused_qkv`.
 

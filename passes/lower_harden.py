@@ -10,16 +10,16 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith, func, linalg, ml_program
 
 from harden.core.graph import defining_op, ops_named
+from harden.core.pass_base import Pass, PassContext, option
 from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAM_SYMBOL_PREFIX, erase_if_unused
-from harden.passes import linalg_builders as lb
-from harden.passes.base import Pass, PassContext, option
-from harden.passes import ternary_vnni_kernel as vnni
-from harden.passes.ternary_exact_kernel import kernel_function_text, prepack_words
-from harden.runtime.custom_dispatch import unavailable_reason as vnni_unavailable_reason
+from harden.kernels import linalg_builders as lb
+from harden.kernels import vnni
+from harden.kernels.contract import unavailable_reason as vnni_unavailable_reason
+from harden.kernels.exact import kernel_function_text, prepack_words
 
 
-@dataclass
+@dataclass(frozen=True)
 class LowerHardenOps(Pass):
     """Lower `harden.fused_qkv`, `harden.ternary_linear` and `harden.param` to builtin tensors.
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from torch_mlir import ir
 
 from harden.core.graph import is_none, ops_named
+from harden.core.pass_base import Pass, PassContext
 from harden.core.tensor_types import tensor_info
-from harden.passes import linalg_builders as lb
-from harden.passes.base import Pass, PassContext
+from harden.kernels import linalg_builders as lb
 
 
-@dataclass
+@dataclass(frozen=True)
 class LowerLinear(Pass):
     """Lower `torch.aten.linear` with static f32 shapes to a linalg matmul reading W as [out, in].
 

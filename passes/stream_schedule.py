@@ -8,7 +8,7 @@ from typing import Literal
 from torch_mlir import ir
 
 from harden.core.graph import functions
-from harden.passes.base import Pass, PassContext, PassOptionError, option
+from harden.core.pass_base import Pass, PassContext, PassOptionError, option
 from harden.schedule.exact import ProblemTooLarge
 from harden.schedule.machine import MachineError, load_machine
 from harden.schedule.ops import ScheduleError
@@ -16,7 +16,7 @@ from harden.schedule.report import schedule_summary_text, write_schedule_gantt, 
 from harden.schedule.schedules import DEFAULT_MAX_TILES, DEFAULT_TILE, record, schedule_function
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamSchedule(Pass):
     """Statically schedule every function's ops as stream tiles on the units of a machine model.
 
@@ -55,7 +55,7 @@ class StreamSchedule(Pass):
         if self.chips < 0:
             raise PassOptionError(f"option 'chips' of '{self.name}' must be 0 (the machine's setting) or positive, got {self.chips}")
         try:
-            self.machine_model = load_machine(self.machine)
+            load_machine(self.machine)
         except MachineError as e:
             raise PassOptionError(f"option 'machine' of '{self.name}': {e}") from None
 
@@ -64,8 +64,8 @@ class StreamSchedule(Pass):
             self._schedule(module, ctx)
 
     def _schedule(self, module: ir.Operation, ctx: PassContext) -> None:
-        try:  # validate() loaded it when the pass came from pipeline text; not when built in code
-            machine = getattr(self, "machine_model", None) or load_machine(self.machine)
+        try:  # validate() checked it; a file may have changed since
+            machine = load_machine(self.machine)
         except MachineError as e:
             raise ctx.fail(module, str(e)) from None
         schedules = []

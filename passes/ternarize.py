@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from torch_mlir import ir
@@ -13,22 +12,23 @@ from torch_mlir.dialects import torch as torch_d
 
 from harden.core.files import write_atomically
 from harden.core.graph import body_ops, defining_op, functions, is_none, users
+from harden.core.pass_base import Pass, PassContext, option
 from harden.core.tensor_types import tensor_info, vtensor_type
 from harden.core.weights import erase_if_unused
 from harden.dialects.harden import build_int8_linear, build_ternary_linear
-from harden.dialects.int8_quant import quantize_int8
 from harden.dialects.ternary_pack import pack_ternary_2bit
-from harden.dialects.ternary_quant import ternarize
-from harden.passes.base import Pass, PassContext, PassOptionError, option
 from harden.passes.ternary_policy import KEEP_ATTR
+from harden.quant.int8 import quantize_int8
+from harden.quant.options import TernaryOptions
+from harden.quant.ternary import ternarize_as
 
 LINEAR = "torch.aten.linear"
 FUSED_QKV = "harden.fused_qkv"
 CLASSIFIER_NAMES = ("output.weight", "lm_head.weight")
 
 
-@dataclass
-class Ternarize(Pass):
+@dataclass(frozen=True)
+class Ternarize(TernaryOptions, Pass):
     """Rewrite linear layers with constant weights into `harden.ternary_linear` (2-bit codes, f32 scales).
 
     Rewrites `torch.aten.linear` and `harden.fused_qkv` whose weight (and bias, if any) is
@@ -46,40 +46,23 @@ class Ternarize(Pass):
 
     name = "harden-ternarize"
 
-    method: Literal["absmean", "twn"] = option("absmean", "absmean (BitNet b1.58) or twn (threshold 0.7 mean|w|)")
-    scale: Literal["tensor", "channel", "group"] = option("channel", "one scale per tensor, output channel or group of input columns")
-    group_size: int = option(64, "input columns per scale with scale=group")
-    planes: int = option(1, "ternary planes: 1, or 2 to fit a second plane to the residual")
     skip: tuple[str, ...] = option((), "weights to leave in f32: glob patterns of weight names, or layer groups such as layers.0.attention")
     keep: tuple[str, ...] = option((), "weights to keep out of ternary in the keep-as precision (patterns as for skip)")
-    keep_as: Literal["f32", "int8"] = option("f32", "precision of the kept weights: f32, or int8 per output channel")
-    classifier: bool = option(False, "also ternarize the classifier")
     report: str = option("", "write a per-layer JSON report to this file")
-
-    def validate(self) -> None:
-        if self.was_set("group_size") and self.scale != "group":
-            raise PassOptionError(
-                f"option 'group-size' of '{self.name}' needs scale=group (got scale={self.scale})"
-            )
-        if self.group_size <= 0:
-            raise PassOptionError(f"option 'group-size' of '{self.name}' must be positive, got {self.group_size}")
-        if self.planes not in (1, 2):
-            raise PassOptionError(f"option 'planes' of '{self.name}' must be 1 or 2, got {self.planes}")
 
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
         kept = module.attributes[KEEP_ATTR] if KEEP_ATTR in module.attributes else []
-        self._skip_patterns = skip_patterns(self.skip)
-        self._keep_patterns = skip_patterns([*self.keep, *(ir.StringAttr(g).value for g in kept)])
+        patterns = _Patterns(skip=skip_patterns(self.skip), keep=skip_patterns([*self.keep, *(ir.StringAttr(g).value for g in kept)]))
         rows = []
         for func in functions(module):
             candidates = [op for op in body_ops(func) if op.operation.name in (LINEAR, FUSED_QKV)]
             for index, op in enumerate(candidates):
                 name = ctx.weights.name_of(op.operands[1]) or f"{func.sym_name.value}.linear{index}"
-                reason = self._refusal(op, name, ctx)
+                reason = self._refusal(op, name, ctx, patterns)
                 if reason:
                     ctx.remark(op, f"not ternarized: {reason}")
                     continue
-                keep = _matching(self._keep_patterns, name)
+                keep = _matching(patterns.keep, name)
                 if keep and self.keep_as == "f32":
                     ctx.remark(op, f"not ternarized: '{name}' matches keep pattern '{keep}' (kept in f32)")
                     continue
@@ -92,12 +75,12 @@ class Ternarize(Pass):
         return {
             "method": self.method,
             "scale": self.scale,
-            "group_size": self.group_size if self.scale == "group" else None,
+            "group_size": self.columns_per_scale if self.scale == "group" else None,
             "planes": self.planes,
             "keep_as": self.keep_as,
         }
 
-    def _refusal(self, op, name: str, ctx: PassContext) -> str | None:
+    def _refusal(self, op, name: str, ctx: PassContext, patterns: "_Patterns") -> str | None:
         """Why `op` stays as it is, or None to ternarize it."""
         weight = tensor_info(op.operands[1].type)
         if weight is None or weight.rank != 2 or None in weight.shape:
@@ -107,11 +90,11 @@ class Ternarize(Pass):
         bias = _bias(op)
         if bias is not None and ctx.weights.value_of(bias) is None:
             return "the bias is not a constant"
-        pattern = _matching(self._skip_patterns, name)
+        pattern = _matching(patterns.skip, name)
         if pattern:
             return f"'{name}' matches skip pattern '{pattern}'"
         # A kept classifier is rewritten in the keep-as precision even without classifier=true.
-        if not self.classifier and _is_classifier(op, name) and not _matching(self._keep_patterns, name):
+        if not self.classifier and _is_classifier(op, name) and not _matching(patterns.keep, name):
             return f"'{name}' is the classifier (use classifier=true to ternarize it)"
         return None
 
@@ -119,8 +102,7 @@ class Ternarize(Pass):
         """Replaces `op` by a ternary_linear; returns its report row."""
         w = ctx.weights.value_of(op.operands[1])
         out_features, in_features = w.shape
-        group_size = min(self.group_size, in_features)
-        tw = ternarize(w, self.method, self.scale, group_size, self.planes)
+        tw = ternarize_as(w, self)
         packed = pack_ternary_2bit(tw.ternary)
         with ir.InsertionPoint(op), op.location:
             codes = ctx.weights.literal(packed, "si8", f"{name}.codes")
@@ -171,6 +153,14 @@ class Ternarize(Pass):
             "bytes_before": int(w.nbytes),
             "bytes_after": int(q.codes.nbytes + q.scales.nbytes),
         }
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    """The weight-name globs of one run: skip= and keep= (with the policy's harden.keep)."""
+
+    skip: list[str]
+    keep: list[str]
 
 
 def _matching(patterns: list[str], name: str) -> str | None:

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Protocol
 
 from torch_mlir import ir
 
 from harden.core.files import write_atomically
-from harden.passes.base import Pass, PassContext, PassOptionError, option
+from harden.core.pass_base import Pass, PassContext, PassOptionError, option
+from harden.quant.options import TernaryOptions
 
 KEEP_ATTR = "harden.keep"
 """Module attribute: layer groups (or weight-name globs) harden-ternarize keeps out of ternary."""
 
 
-@dataclass
-class TernaryPolicy(Pass):
+class MeasurementError(Exception):
+    """The measurement cannot be made for this module (e.g. it has no provenance)."""
+
+
+class GroupSensitivity(Protocol):
+    """The measurement the policy decides by (harden.eval.sensitivity implements it)."""
+
+    def group_costs(self) -> list: ...  # each layer group ternarized alone: objects with .kl and __dict__
+
+    def auto_keep(self, max_kl: float, costs: list) -> tuple[list[str], dict[str, float]]: ...
+
+    def extra_bytes(self, kept: list[str]) -> int: ...
+
+
+@dataclass(frozen=True)
+class TernaryPolicy(TernaryOptions, Pass):
     """Pick the fewest layer groups to keep out of ternary so that KL(f32 || hardened) <= max-kl.
 
     Rebuilds the PyTorch model from the module's provenance (harden-import records it),
@@ -28,6 +43,8 @@ class TernaryPolicy(Pass):
     `harden.keep`, which harden-ternarize honours; `report=FILE` writes the per-group
     costs, the choice and its bytes as JSON. Fails at the module when it has no
     provenance; warns when even keeping every group misses the budget (keep-as=int8).
+    The measurement runs PyTorch, so the pass does not import it: the tool running the
+    pass injects it (`PassContext.measure_sensitivity`; harden-opt does).
     """
 
     name = "harden-ternary-policy"
@@ -36,34 +53,22 @@ class TernaryPolicy(Pass):
     samples: int = option(4, "sequences sampled from the f32 model to measure KL on")
     seq_len: int = option(0, "tokens per sequence (0: the module's prefill length)")
     seed: int = option(0, "seed of the sampling")
-    method: Literal["absmean", "twn"] = option("absmean", "see harden-ternarize")
-    scale: Literal["tensor", "channel", "group"] = option("channel", "see harden-ternarize")
-    group_size: int = option(64, "see harden-ternarize")
-    planes: int = option(1, "see harden-ternarize")
-    classifier: bool = option(False, "see harden-ternarize")
-    keep_as: Literal["f32", "int8"] = option("f32", "see harden-ternarize")
     report: str = option("", "write the per-group costs and the choice as JSON to this file")
 
     def validate(self) -> None:
+        super().validate()
         if self.max_kl < 0:
             raise PassOptionError(f"option 'max-kl' of '{self.name}' must be non-negative, got {self.max_kl}")
         if self.samples < 1:
             raise PassOptionError(f"option 'samples' of '{self.name}' must be positive, got {self.samples}")
 
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
-        from harden.runtime.evaluate import sample_sequences
-        from harden.runtime.importer import PROVENANCE_ATTR, exported_model_from_provenance, load_provenance
-        from harden.runtime.sensitivity import SensitivityModel, TernaryOptions
-        from harden.runtime.engines import TorchEngine
-
-        if PROVENANCE_ATTR not in module.attributes:
-            raise ctx.fail(module, f"'{self.name}' needs the module's provenance ({PROVENANCE_ATTR}, written by harden-import)")
-        provenance = load_provenance(module)
-        model = exported_model_from_provenance(provenance)
-        length = self.seq_len or provenance.seq_len
-        sequences = sample_sequences(TorchEngine(model, provenance.seq_len, provenance.max_seq_len), self.samples, length, self.seed, bos=1)
-        options = TernaryOptions.of(self)
-        analysis = SensitivityModel(model, sequences, provenance.seq_len, provenance.max_seq_len, options)
+        if ctx.measure_sensitivity is None:
+            raise ctx.fail(module, f"'{self.name}' needs a sensitivity measurement, which harden-opt provides; this driver gave none")
+        try:
+            analysis: GroupSensitivity = ctx.measure_sensitivity(module, self.ternary_options(), self.samples, self.seq_len, self.seed)
+        except MeasurementError as e:
+            raise ctx.fail(module, f"'{self.name}': {e}") from None
         costs = analysis.group_costs()
         kept, metrics = analysis.auto_keep(self.max_kl, costs)
         module.attributes[KEEP_ATTR] = ir.ArrayAttr.get([ir.StringAttr.get(g) for g in kept])

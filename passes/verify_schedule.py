@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch_mlir import ir
 
 from harden.core.graph import body_ops, functions
-from harden.passes.base import Pass, PassContext, PassFailure, PassOptionError, option
+from harden.core.pass_base import Pass, PassContext, PassFailure, PassOptionError, option
 from harden.schedule.attributes import (
     END_ATTR,
     START_ATTR,
@@ -33,7 +33,7 @@ _SUMMARY_FIELDS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class VerifySchedule(Pass):
     """Check a module's static schedule: dependences, unit capacity, SRAM and its summary.
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harden.passes.base import Configurable, Pass
+from harden.core.pass_base import Configurable, Pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pipeline(Configurable):
     """A named, ordered list of passes; its options are passed through to them."""
 

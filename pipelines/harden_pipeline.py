@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from harden.passes.base import PassOptionError, option
+from harden.core.pass_base import PassOptionError, option
 from harden.passes.fuse_qkv import FuseQKV
 from harden.passes.stream_schedule import StreamSchedule
 from harden.passes.ternarize import Ternarize
@@ -13,28 +13,20 @@ from harden.passes.ternary_policy import TernaryPolicy
 from harden.passes.verify_schedule import VerifySchedule
 from harden.pipelines.base import Pipeline
 from harden.pipelines.lower_to_linalg import LowerToLinalg
+from harden.quant.options import TernaryOptions
 from harden.schedule.schedules import DEFAULT_TILE
 
-# Options handed through to harden-ternarize unchanged.
-TERNARIZE_OPTIONS = ("method", "scale", "group_size", "planes", "skip", "keep", "keep_as", "classifier", "report")
 
-
-@dataclass
-class HardenPipeline(Pipeline):
+@dataclass(frozen=True)
+class HardenPipeline(TernaryOptions, Pipeline):
     """Fuse QKV, ternarize, schedule, lower to linalg: from `harden-import` output to IREE's input."""
 
     name = "harden-pipeline"
 
     ternarize: bool = option(True, "ternarize the linears (false: fused but unquantized graph)")
-    method: Literal["absmean", "twn"] = option("absmean", "see harden-ternarize")
-    scale: Literal["tensor", "channel", "group"] = option("channel", "see harden-ternarize")
-    group_size: int = option(64, "see harden-ternarize (needs scale=group)")
-    planes: int = option(1, "see harden-ternarize")
     skip: tuple[str, ...] = option((), "see harden-ternarize")
-    classifier: bool = option(False, "see harden-ternarize")
     report: str = option("", "see harden-ternarize")
     keep: tuple[str, ...] = option((), "layer groups or weight-name globs to keep out of ternary (see harden-ternarize)")
-    keep_as: Literal["f32", "int8"] = option("f32", "precision of the kept layers: f32, or int8 per output channel")
     policy: Literal["none", "auto"] = option("none", "auto: keep the fewest layer groups (in keep-as) that meet max-kl (harden-ternary-policy)")
     max_kl: float = option(0.1, "KL budget in nats for policy=auto")
     schedule: bool = option(True, "statically schedule the harden-level graph (and verify the schedule)")
@@ -45,25 +37,23 @@ class HardenPipeline(Pipeline):
     lower: bool = option(True, "lower to linalg at the end (false: stop at the harden-level graph)")
 
     def _ternarize_pass(self) -> Ternarize:
-        tern = Ternarize(**{name: getattr(self, name) for name in TERNARIZE_OPTIONS})
-        tern.explicit_options = frozenset(getattr(self, "explicit_options", ())) & set(TERNARIZE_OPTIONS)
-        return tern
+        return Ternarize(**self.ternary_fields(), skip=self.skip, keep=self.keep, report=self.report)
 
     def _policy_pass(self) -> TernaryPolicy:
-        shared = ("method", "scale", "group_size", "planes", "classifier", "keep_as")
-        return TernaryPolicy(max_kl=self.max_kl, **{name: getattr(self, name) for name in shared})
+        return TernaryPolicy(**self.ternary_fields(), max_kl=self.max_kl)
 
     def _schedule_pass(self) -> StreamSchedule:
         return StreamSchedule(machine=self.machine, tile=self.tile)
 
     def validate(self) -> None:
-        self._ternarize_pass().validate()
+        # Each pass checks its own options when built, and names itself in the error.
+        self._ternarize_pass()
         if self.policy == "auto":
             if not self.ternarize:
                 raise PassOptionError("option 'policy=auto' of 'harden-pipeline' needs ternarize=true")
-            self._policy_pass().validate()
+            self._policy_pass()
         if self.schedule:
-            self._schedule_pass().validate()
+            self._schedule_pass()
 
     def steps(self):
         steps = [FuseQKV()]

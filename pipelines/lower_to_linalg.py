@@ -7,11 +7,10 @@ from typing import Literal
 
 from torch_mlir import ir, passmanager
 
-from harden.core.graph import functions
-from harden.passes.base import Pass, PassContext, PassFailure, option
+from harden.core.pass_base import option
 from harden.passes.lower_harden import LowerHardenOps
 from harden.passes.lower_linear import LowerLinear
-from harden.passes.ternary_vnni_kernel import CUSTOM_DISPATCH_ATTR
+from harden.passes.verify_backend_contract import BACKEND_CONTRACT, VerifyBackendContract
 from harden.pipelines.base import Pipeline
 
 # torch-mlir's own lowering. The torchdynamo pipeline accepts the torch_c casts and
@@ -24,9 +23,6 @@ TORCH_TO_BACKEND = [
 BACKEND_TO_LINALG = "torch-backend-to-linalg-on-tensors-backend-pipeline{allow-non-finites=true}"
 TORCH_TO_LINALG = [*TORCH_TO_BACKEND, BACKEND_TO_LINALG]
 
-# The last pass of BACKEND_TO_LINALG; it rejects any func.call, so also the calls of the C
-# kernels' declarations (kernel=vnni), which only the IREE step defines.
-BACKEND_CONTRACT = "torch-verify-linalg-on-tensors-backend-contract"
 
 
 def backend_to_linalg_without_contract() -> str:
@@ -41,24 +37,7 @@ def backend_to_linalg_without_contract() -> str:
     return passes
 
 
-@dataclass
-class VerifyBackendContract(Pass):
-    """torch-mlir's linalg-on-tensors contract check, unless the module calls C kernels."""
-
-    name = "harden-verify-backend-contract"
-
-    def run(self, module: ir.Operation, ctx: PassContext) -> None:
-        if any(CUSTOM_DISPATCH_ATTR in f.operation.attributes for f in functions(module)):
-            return
-        try:
-            passmanager.PassManager.parse(f"builtin.module({BACKEND_CONTRACT})").run(module)
-        except ir.MLIRError as e:
-            for diagnostic in e.error_diagnostics:  # torch-mlir's own messages, at their ops
-                diagnostic.location.emit_error(diagnostic.message)
-            raise PassFailure(BACKEND_CONTRACT) from None
-
-
-@dataclass
+@dataclass(frozen=True)
 class LowerToLinalg(Pipeline):
     """Lower harden ops, then the whole torch graph, to linalg/arith/tensor (IREE's input)."""
 

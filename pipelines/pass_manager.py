@@ -7,13 +7,15 @@ instrumentation sees them all: the verifier runs after every pass, and IR printi
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from torch_mlir import ir, passmanager
 
+from harden.core import progress
 from harden.core.diagnostics import DiagnosticSink
+from harden.core.pass_base import Pass, PassContext, PassFailure
 from harden.core.weights import WeightError, WeightStore
-from harden.passes.base import Pass, PassContext, PassFailure
 from harden.pipelines.pipeline_text import MODULE_ANCHOR, PipelineError, Step
 
 
@@ -36,10 +38,10 @@ def _upstream_error(message: str) -> str:
     return "; ".join(line.replace("<Pass-Options-Parser>: ", "") for line in reversed(lines))
 
 
-def _callback(p: Pass, pass_ctx: PassContext):
+def _callback(p: Pass, pass_ctx: PassContext, show_stage: bool):
     def run(op, external_pass) -> None:
         try:
-            with op.context, ir.Location.unknown():
+            with op.context, ir.Location.unknown(), progress.stage(p.name) if show_stage else nullcontext():
                 p.run(op, pass_ctx)
         except PassFailure:
             external_pass.signal_pass_failure()
@@ -70,7 +72,8 @@ def build_pass_manager(
             pending_text.append(step)
             continue
         flush_text()
-        pm.add(_callback(step, pass_ctx), name=step.name, argument=step.name, description=step.summary())
+        show_stage = not (instrumentation.print_ir_before_all or instrumentation.print_ir_after_all)
+        pm.add(_callback(step, pass_ctx, show_stage), name=step.name, argument=step.name, description=step.summary())
     flush_text()
     if instrumentation.print_ir_before_all or instrumentation.print_ir_after_all:
         pm.enable_ir_printing(
@@ -89,12 +92,15 @@ def run_steps(
     sink: DiagnosticSink,
     instrumentation: Instrumentation = Instrumentation(),
     weights: WeightStore | None = None,
+    measure_sensitivity=None,
 ) -> bool:
     """Runs the steps on a module; False (with errors in `sink`) if a pass or verifier failed.
+    `measure_sensitivity` is handed to the passes (see PassContext). On a terminal each
+    harden pass shows a live stage line.
 
     Raises PipelineError when the steps do not form a valid pipeline.
     """
-    pass_ctx = PassContext(sink, weights or WeightStore())
+    pass_ctx = PassContext(sink, weights or WeightStore(), measure_sensitivity)
     pm = build_pass_manager(steps, module.context, pass_ctx, instrumentation)
     try:
         pm.run(module)

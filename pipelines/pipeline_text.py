@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harden.core.pass_base import Pass, PassOptionError
 from harden.passes import PASSES
-from harden.passes.base import Pass, PassOptionError
 from harden.pipelines.registry import PIPELINES
 
 MODULE_ANCHOR = "builtin.module"

@@ -401,7 +401,7 @@ def _elementwise(op, full: str) -> OpModel:
 
 def _is_masked_write(op, shape) -> bool:
     """`where(mask, new, buffer)` with `new` smaller than `buffer` and `buffer` of the result's
-    shape: the reference model's one-position KV-cache write (runtime/llama.py write_cache)."""
+    shape: the reference model's one-position KV-cache write (frontend/llama.py write_cache)."""
     values = _tensor_operands(op)
     if len(values) != 3:
         return False

@@ -8,6 +8,7 @@ from transformers import LlamaConfig as HfLlamaConfig
 from transformers import LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """Tiny models run fastest on one thread, and on a shared, loaded machine torch's

@@ -21,8 +21,8 @@ config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "I
 
 # The C ternary kernels (kernel=vnni) run only where their object is built and the CPU
 # has AVX-512 VNNI; their lit tests require this feature.
-import harden.passes  # noqa: E402,F401  (loads the passes before the runtime module they use)
-from harden.runtime.custom_dispatch import unavailable_reason  # noqa: E402
+
+from harden.kernels.contract import unavailable_reason  # noqa: E402
 
 if unavailable_reason() is None:
     config.available_features.add("vnni-kernels")

@@ -19,10 +19,11 @@ from harden.core.graph import body_ops, functions, users
 from harden.core.tensor_types import tensor_info, vtensor_type
 from harden.dialects.harden import build_fused_qkv, build_param, build_ternary_linear
 from harden.dialects.ternary_pack import packed_columns
+from harden.frontend.checkpoints import open_model
+from harden.frontend.importer import import_model
+from harden.frontend.random_init import RandomInit
 from harden.pipelines.pass_manager import run_steps
 from harden.pipelines.pipeline_text import steps_from_text
-from harden.runtime.checkpoints import RandomInit, open_model
-from harden.runtime.importer import import_model
 
 
 def stories260k(seq_len: int = 32, max_seq_len: int = 256) -> ir.Module:

@@ -9,7 +9,8 @@ import torch
 from bench.llama_cpp import _rope_permute
 from bench.report import BASELINE, Round, ShapeReport
 from bench.subjects import CpuMeter, RoundResult, bf16_copy, iree_bytes_per_token, torch_bytes_per_token
-from harden.runtime.checkpoints import RandomInit, TensorWeights, build_reference_model
+from harden.frontend.random_init import RandomInit
+from harden.frontend.weights import TensorWeights, build_reference_model
 
 LOWERED = """
 #extern = #ml_program.extern : tensor<10x4xf32>

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from harden.dialects.ternary_quant import ternarize
-from harden.runtime.iree_exec import IreeModule, compile_vmfb
+from harden.backend.compile import IreeModule, compile_vmfb
+from harden.quant.ternary import ternarize
 
 HARDEN_OPT = str(Path(sys.executable).parent / "harden-opt")
 

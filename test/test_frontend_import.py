@@ -13,12 +13,14 @@ import torch
 from frontend_helpers import one_torch_thread, save_hf_llama  # noqa: F401 (autouse fixture)
 from safetensors import safe_open
 
-from harden.core.context import make_context
 from harden.core.graph import body_ops, functions, ops_named
 from harden.core.source import parse_module
 from harden.core.weights import WeightStore, parameter_file_of
-from harden.runtime.checkpoints import SHAPES, FrontendError, RandomWeights, embedded_model_path, open_embedded, reference_weight_shapes
-from harden.runtime.importer import load_provenance, reference_model_from_provenance
+from harden.dialects.context import make_context
+from harden.frontend.llama2c import embedded_model_path, open_embedded
+from harden.frontend.provenance import load_provenance, reference_model_from_provenance
+from harden.frontend.random_init import SHAPES, RandomWeights
+from harden.frontend.weights import FrontendError, reference_weight_shapes
 from harden.tools.harden_import import main
 
 PROJECTIONS = ("attention.wq", "attention.wk", "attention.wv", "attention.wo", "feed_forward.w1", "feed_forward.w3", "feed_forward.w2")
@@ -224,7 +226,7 @@ BAD_INPUTS = {
     ),
     "safetensors without a header": (
         lambda d, t: ["--model", hf_variant(d, t, edit_files=lambda p: truncate(p / "model.safetensors", 50))],
-        "model.safetensors': truncated or not a safetensors file (50 bytes)",
+        "model.safetensors': truncated or not a safetensors file (50 bytes: invalid header length)",
     ),
     "no weights": (
         lambda d, t: ["--model", hf_variant(d, t, edit_files=lambda p: (p / "model.safetensors").unlink())],

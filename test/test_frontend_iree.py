@@ -8,11 +8,13 @@ import pytest
 import torch
 from frontend_helpers import LLAMA3_ROPE, one_torch_thread, save_hf_llama  # noqa: F401 (autouse fixture)
 
-from harden.core.context import make_context
+from harden.backend.compile import IreeModule, compile_vmfb, lower_module_for_iree
 from harden.core.source import parse_module
-from harden.runtime.checkpoints import HfCheckpoint, open_embedded
-from harden.runtime.importer import exported_model_from_provenance, import_model, load_provenance, write_safetensors
-from harden.runtime.iree_exec import IreeModule, compile_vmfb, lower_module_for_iree
+from harden.dialects.context import make_context
+from harden.frontend.hf import HfCheckpoint
+from harden.frontend.importer import import_model, write_parameter_file
+from harden.frontend.llama2c import open_embedded
+from harden.frontend.provenance import exported_model_from_provenance, load_provenance
 
 SEQ_LEN, MAX_SEQ_LEN, DECODE_STEPS = 16, 64, 16
 TOLERANCE = 1e-4
@@ -41,7 +43,7 @@ def compiled(request, tmp_path_factory):
             source, frontend="reference", seq_len=SEQ_LEN, max_seq_len=MAX_SEQ_LEN,
             external_weights=True, params_file=params.name,
         )
-        write_safetensors(params, imported.weights, imported.external_weights)
+        write_parameter_file(params, imported.weights, imported.external_weights)
     # The module goes through its text form, as harden-import writes it for the next tool.
     module = parse_module(imported.mlir_text(), request.param, make_context())
     prov = load_provenance(module)

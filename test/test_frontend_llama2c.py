@@ -9,14 +9,9 @@ import pytest
 import torch
 from frontend_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
-from harden.runtime.checkpoints import (
-    STORIES260K_SHA256,
-    FrontendError,
-    Llama2cCheckpoint,
-    embedded_model_path,
-    open_embedded,
-)
-from harden.runtime.llama import greedy_generate
+from harden.frontend.llama import greedy_generate
+from harden.frontend.llama2c import STORIES260K_SHA256, Llama2cCheckpoint, embedded_model_path, open_embedded
+from harden.frontend.weights import FrontendError
 
 BOS = 1
 

@@ -7,9 +7,11 @@ import pytest
 import torch
 from frontend_helpers import LLAMA3_ROPE, load_hf_llama, one_torch_thread, save_hf_llama  # noqa: F401 (fixture)
 
-from harden.runtime.checkpoints import SHAPES, HfCheckpoint, RandomInit, RandomWeights, build_reference_model
-from harden.runtime.hf_llama import HfLlama
-from harden.runtime.llama import Llama, LlamaConfig, greedy_generate, rope_inverse_frequencies
+from harden.frontend.hf import HfCheckpoint
+from harden.frontend.hf_llama import HfLlama
+from harden.frontend.llama import Llama, LlamaConfig, greedy_generate, rope_inverse_frequencies
+from harden.frontend.random_init import SHAPES, RandomInit, RandomWeights
+from harden.frontend.weights import build_reference_model
 
 TOKENS = torch.tensor([[1, 5, 17, 42, 3, 96, 0, 64, 8, 8, 33, 71]])
 

@@ -5,19 +5,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from torch_mlir import ir
 
-from harden.core.context import make_context
 from harden.core.diagnostics import DiagnosticSink
 from harden.core.graph import ops_named
+from harden.core.pass_base import Pass
 from harden.core.source import parse_module
 from harden.core.weights import WeightStore
-from harden.passes.base import Pass
+from harden.dialects.context import make_context
+from harden.frontend.checkpoints import open_model
+from harden.frontend.importer import import_model
 from harden.pipelines.pass_manager import run_steps
-from harden.runtime.checkpoints import open_model
-from harden.runtime.importer import import_model
 
 BIN = Path(sys.executable).parent
 JSON_KEYS = {

@@ -6,12 +6,12 @@ import pytest
 from torch_mlir import ir
 from torch_mlir.dialects import func
 
-from harden.core.context import make_context
+from harden.backend.compile import IreeModule, compile_vmfb, lower_module_for_iree
 from harden.core.tensor_types import vtensor_type
 from harden.core.weights import WeightStore
+from harden.dialects.context import make_context
 from harden.dialects.harden import build_int8_linear
-from harden.dialects.int8_quant import INT8_LEVELS, int8_bytes, quantize_int8
-from harden.runtime.iree_exec import IreeModule, compile_vmfb, lower_module_for_iree
+from harden.quant.int8 import INT8_LEVELS, int8_bytes, quantize_int8
 
 # (rows shape, in_features, out_features, bias)
 CASES = [

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from harden.runtime.compile_cache import CompileCache
-from harden.runtime.metrics import compare_logits
+from harden.backend.cache import CompileCache
+from harden.eval.metrics import compare_logits
 
 
 def test_identical_logits_are_perfect():

@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from harden.dialects.ternary_quant import ternarize
-from harden.runtime.checkpoints import open_model, write_llama2c
-from harden.runtime.compile_cache import CompileCache
-from harden.runtime.engines import IreeEngine, TorchEngine
-from harden.runtime.evaluate import sample_sequences, teacher_forced_logits
-from harden.runtime.importer import exported_model_from_provenance
-from harden.runtime.metrics import compare_logits
-from harden.runtime.modules import compile_module, load_module
+from harden.backend.cache import CompileCache
+from harden.backend.engines import IreeEngine, TorchEngine
+from harden.backend.modules import compile_module, load_module
+from harden.eval.evaluate import sample_sequences, teacher_forced_logits
+from harden.eval.metrics import compare_logits
+from harden.frontend.checkpoints import open_model
+from harden.frontend.llama2c import write_llama2c
+from harden.frontend.provenance import exported_model_from_provenance
+from harden.quant.ternary import ternarize
 
 BIN = Path(sys.executable).parent
 LINEAR_NAMES = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harden.runtime.checkpoints import HfCheckpoint
-from harden.runtime.qat import QatOptions, exactly_ternary
+from harden.eval.qat import QatOptions, exactly_ternary
+from harden.frontend.hf import HfCheckpoint
 
 BIN = Path(sys.executable).parent
 QAT_ARGS = ["--model", "tiny", "--steps", "12", "--seq-len", "32", "--batch", "4"]
@@ -61,7 +61,7 @@ def test_same_seed_same_checkpoint(trained, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "tiny", "--steps", "1", "--group-size", "32", "-o", "x"], "--group-size needs --scale group"),
+        (["--model", "tiny", "--steps", "1", "--group-size", "32", "-o", "x"], "option 'group-size' of 'ternary options' needs scale=group (got scale=channel)"),
         (["--model", "stories260k", "--steps", "1", "-o", "dir"], "is written as a llama2.c checkpoint: name it FILE.bin"),
         (["--model", "nope.bin", "--steps", "1", "-o", "x.bin"], "nope.bin"),
     ],

@@ -11,10 +11,10 @@ import json
 import random
 import time
 
+import llama_graphs
 import pytest
 from torch_mlir import ir
 
-import llama_graphs
 from harden.core.diagnostics import DiagnosticSink
 from harden.core.graph import body_ops, functions
 from harden.pipelines.pass_manager import run_steps

@@ -13,18 +13,18 @@ import pytest
 from torch_mlir import ir
 from torch_mlir.dialects import func
 
-from harden.core.context import make_context
+from harden.backend.compile import IreeModule, compile_vmfb, lower_module_for_iree, prepare_for_iree
 from harden.core.diagnostics import DiagnosticSink
 from harden.core.tensor_types import vtensor_type
 from harden.core.weights import WeightStore
+from harden.dialects.context import make_context
 from harden.dialects.harden import build_ternary_linear
 from harden.dialects.ternary_pack import pack_ternary_2bit, ternary_linear_reference
-from harden.dialects.ternary_quant import ternarize
+from harden.kernels import contract
+from harden.kernels.contract import CUSTOM_DISPATCH_ATTR
 from harden.passes.lower_harden import LowerHardenOps
-from harden.passes.ternary_vnni_kernel import CUSTOM_DISPATCH_ATTR
 from harden.pipelines.pass_manager import run_steps
-from harden.runtime import custom_dispatch
-from harden.runtime.iree_exec import IreeModule, compile_vmfb, lower_module_for_iree, prepare_for_iree
+from harden.quant.ternary import ternarize
 
 # (rows shape, in_features, out_features, scale kind, group size, planes, bias)
 CASES = [
@@ -79,8 +79,8 @@ KERNELS = [("exact", "f32"), ("reference", "f32"), ("exact", "int8"), ("vnni", "
 @pytest.fixture(scope="module", params=KERNELS, ids="-".join)
 def compiled_cases(request):
     kernel, activations = request.param
-    if kernel == "vnni" and custom_dispatch.unavailable_reason():
-        pytest.skip(f"C kernels unavailable: {custom_dispatch.unavailable_reason()}")
+    if kernel == "vnni" and contract.unavailable_reason():
+        pytest.skip(f"C kernels unavailable: {contract.unavailable_reason()}")
     module, expectations = build_module(np.random.default_rng(0), activations)
     lower_module_for_iree(module.operation, kernel=kernel, activations=activations)
     text = module.operation.get_asm()
@@ -112,7 +112,7 @@ def lower_one(group_size, kernel="vnni"):
     return module.operation.get_asm(), [d.format() for d in sink.items]
 
 
-@pytest.mark.skipif(bool(custom_dispatch.unavailable_reason()), reason=f"C kernels unavailable: {custom_dispatch.unavailable_reason()}")
+@pytest.mark.skipif(bool(contract.unavailable_reason()), reason=f"C kernels unavailable: {contract.unavailable_reason()}")
 def test_vnni_falls_back_to_the_exact_kernel_for_groups_it_cannot_take():
     text, diagnostics = lower_one(group_size=24)
     assert CUSTOM_DISPATCH_ATTR not in text and "harden.cpu_tiling" in text

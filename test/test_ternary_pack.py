@@ -14,7 +14,7 @@ from harden.dialects.ternary_pack import (
     ternary_linear_reference,
     unpack_ternary_2bit,
 )
-from harden.dialects.ternary_quant import ternarize
+from harden.quant.ternary import ternarize
 
 ternary_matrices = st.tuples(
     st.integers(1, 3), st.integers(1, 9), st.integers(1, 70)

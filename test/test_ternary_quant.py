@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from harden.dialects.ternary_quant import ternarize
+from harden.quant.ternary import ternarize
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """harden-import: a Llama model -> torch-dialect MLIR with `prefill` and `decode` functions.
 
-The work is done by `harden.runtime.importer` (see its docstring for the module layout,
+The work is done by `harden.frontend.importer` (see its docstring for the module layout,
 provenance and external weights); this file parses arguments and writes files.
 """
 
@@ -11,14 +11,15 @@ import sys
 import warnings
 from pathlib import Path
 
+from harden.core import progress
 from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
 
 TOOL = "harden-import"
 
 
 def make_parser() -> ArgumentParser:
-    from harden.runtime.checkpoints import SHAPES
-    from harden.runtime.importer import DEFAULT_MAX_SEQ_LEN, DEFAULT_SEQ_LEN, ENTRIES, FRONTENDS, INLINE_WEIGHT_LIMIT
+    from harden.frontend.importer import DEFAULT_MAX_SEQ_LEN, DEFAULT_SEQ_LEN, ENTRIES, FRONTENDS, INLINE_WEIGHT_LIMIT
+    from harden.frontend.random_init import SHAPES
 
     parser = ArgumentParser(
         prog=TOOL,
@@ -45,6 +46,7 @@ def make_parser() -> ArgumentParser:
     weights.add_argument("--external-weights", dest="external", action="store_const", const=True, help="keep weights in a safetensors file beside the output")
     weights.add_argument("--inline-weights", dest="external", action="store_const", const=False, help="keep weights inline even for large models")
     parser.add_argument("-o", dest="output", default="-", help="output file (default: stdout)")
+    parser.add_argument("--quiet", action="store_true", help="no progress display on stderr")
     return parser
 
 
@@ -59,7 +61,8 @@ def params_file_for(output: str) -> Path:
 
 
 def open_source(args):
-    from harden.runtime.checkpoints import RandomInit, open_model
+    from harden.frontend.checkpoints import open_model
+    from harden.frontend.random_init import RandomInit
 
     source = open_model(args.model) if args.model else RandomInit(args.random_init)
     if args.seed is not None:
@@ -71,8 +74,9 @@ def open_source(args):
 
 def harden_import(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
-    from harden.runtime.checkpoints import FrontendError
-    from harden.runtime.importer import external_by_default, import_model, write_safetensors
+    progress.set_quiet(args.quiet)
+    from harden.frontend.importer import external_by_default, import_model, write_parameter_file
+    from harden.frontend.weights import FrontendError
 
     check_output_path(args.output, [args.model] if args.model else [])
     try:
@@ -89,7 +93,7 @@ def harden_import(argv: list[str]) -> int:
             params_file=params.name if params else None,
         )
         if params:
-            write_safetensors(params, imported.weights, imported.external_weights)
+            write_parameter_file(params, imported.weights, imported.external_weights)
     except FrontendError as e:
         raise CommandError(str(e)) from None
     except OSError as e:

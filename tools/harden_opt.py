@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -10,17 +11,18 @@ from pathlib import Path
 
 from torch_mlir import ir
 
-from harden.core.context import make_context
+from harden.core import progress
 from harden.core.diagnostics import Diagnostic, DiagnosticSink, from_mlir
+from harden.core.pass_base import PassContext
 from harden.core.source import SPLIT_MARKER, SourceError, parse_module, read_source, split_source
 from harden.core.verify_diagnostics import check_diagnostics
 from harden.core.weights import PARAMS_ATTR, WeightError, WeightStore, parameter_file_of, resource_blobs
+from harden.dialects.context import make_context
 from harden.passes import PASSES
 from harden.passes.stream_schedule import StreamSchedule
 from harden.pipelines.pass_manager import Instrumentation, build_pass_manager, run_steps
 from harden.pipelines.pipeline_text import PipelineError, make_step, steps_from_text
 from harden.pipelines.registry import PIPELINES
-from harden.passes.base import PassContext
 from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
 
 TOOL = "harden-opt"
@@ -79,6 +81,7 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--schedule-report", metavar="FILE", help="JSON report of the static schedule (sets report= of harden-stream-schedule)")
     parser.add_argument("--schedule-gantt", metavar="FILE", help="Gantt chart (PNG) of the static schedule (sets gantt= of harden-stream-schedule)")
     parser.add_argument("--list-passes", action="store_true", help="list the registered passes and pipelines and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress display on stderr")
     return parser
 
 
@@ -100,12 +103,11 @@ def direct_schedule_outputs(steps, args) -> None:
     """--schedule-report/--schedule-gantt set the outputs of the pipeline's scheduler."""
     if not (args.schedule_report or args.schedule_gantt):
         return
-    schedulers = [step for step in steps if isinstance(step, StreamSchedule)]
-    if not schedulers:
+    if not any(isinstance(step, StreamSchedule) for step in steps):
         raise CommandError("--schedule-report and --schedule-gantt need a pipeline that runs harden-stream-schedule")
-    for scheduler in schedulers:
-        scheduler.report = args.schedule_report or scheduler.report
-        scheduler.gantt = args.schedule_gantt or scheduler.gantt
+    for i, step in enumerate(steps):
+        if isinstance(step, StreamSchedule):
+            steps[i] = dataclasses.replace(step, report=args.schedule_report or step.report, gantt=args.schedule_gantt or step.gantt)
 
 
 @dataclass
@@ -137,6 +139,14 @@ def place_parameters(module, weights: WeightStore, output: str):
     return None
 
 
+def measure_sensitivity(*args):
+    """harden-ternary-policy's measurement (PyTorch, from the provenance), imported only
+    when a pipeline asks for it: it loads torch and the frontend."""
+    from harden.eval.sensitivity import module_sensitivity
+
+    return module_sensitivity(*args)
+
+
 def process_chunk(chunk, source_name, steps, args, context, instrumentation) -> ChunkResult:
     """Parses, transforms and prints one chunk."""
     sink = DiagnosticSink(remarks=args.harden_remarks)
@@ -151,7 +161,7 @@ def process_chunk(chunk, source_name, steps, args, context, instrumentation) -> 
     except WeightError as e:
         sink.add(Diagnostic("error", str(e)))
     else:
-        if run_steps(module, steps, sink, instrumentation, weights):
+        if run_steps(module, steps, sink, instrumentation, weights, measure_sensitivity):
             with context:
                 result.parameters_to_write = place_parameters(module, weights, args.output)
             result.output = module.get_asm(
@@ -173,6 +183,7 @@ def process_chunk(chunk, source_name, steps, args, context, instrumentation) -> 
 def opt(argv: list[str]) -> int:
     argv, pass_flags = take_pass_flags(argv)
     args = make_parser().parse_args(argv)
+    progress.set_quiet(args.quiet)
     if args.list_passes:
         print(pass_catalogue())
         return 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import warnings
 from pathlib import Path
 
+from harden.core import progress
+from harden.core.pass_base import PassOptionError
+from harden.quant.options import TernaryOptions
 from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
 
 TOOL = "harden-qat"
@@ -33,30 +37,36 @@ def make_parser() -> ArgumentParser:
     p.add_argument("--batch", type=int, default=16, help="sequences per step (default 16)")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence (default 128)")
     p.add_argument("--history", metavar="FILE.json", help="write the held-out evaluations (for plots) to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("-o", dest="output", required=True, help="checkpoint: FILE.bin (llama2.c) or a directory (Hugging Face)")
     return p
 
 
 def _progress_line(entry: dict, total: str) -> str:
     return (
-        f"{chr(13) if sys.stderr.isatty() else ''}{TOOL}: step {entry['step']:>6}  {entry['seconds'] / 60:5.1f} of {total} min  loss {entry['loss']:.4f}  "
+        f"{chr(13) if progress.enabled() else ''}{TOOL}: step {entry['step']:>6}  {entry['seconds'] / 60:5.1f} of {total} min  loss {entry['loss']:.4f}  "
         f"held-out top-1 {entry['top1_agreement']:.4f}  KL {entry['kl']:.4f}"
     )
 
 
 def qat(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
-    if args.group_size is not None and args.scale != "group":
-        raise CommandError("--group-size needs --scale group", 2)
-    if (args.group_size or 64) <= 0 or (args.steps is not None and args.steps <= 0) or (args.minutes is not None and args.minutes <= 0):
-        raise CommandError("--group-size, --steps and --minutes must be positive", 2)
+    progress.set_quiet(args.quiet)
+    try:
+        ternary = TernaryOptions(method=args.method, scale=args.scale, group_size=args.group_size)
+    except PassOptionError as e:
+        raise CommandError(str(e), 2) from None
+    if (args.steps is not None and args.steps <= 0) or (args.minutes is not None and args.minutes <= 0):
+        raise CommandError("--steps and --minutes must be positive", 2)
     output = Path(args.output)
     check_output_path(args.output, [args.model] if args.model else [])
     if output.exists() and output.is_dir() and any(output.iterdir()):
         raise CommandError(f"'{output}' exists and is not empty; choose a new checkpoint directory")
 
-    from harden.runtime.checkpoints import FrontendError, RandomInit, open_model, write_checkpoint
-    from harden.runtime.qat import QatOptions, train
+    from harden.eval.qat import QatOptions, train
+    from harden.frontend.checkpoints import open_model, write_checkpoint
+    from harden.frontend.random_init import RandomInit
+    from harden.frontend.weights import FrontendError
 
     try:
         source = open_model(args.model) if args.model else RandomInit(args.random_init)
@@ -67,25 +77,24 @@ def qat(argv: list[str]) -> int:
         raise CommandError(f"'{output}': a llama2.c .bin holds adjacent-pair RoPE models only; give a directory for a Hugging Face checkpoint")
     if output.suffix != ".bin" and teacher.config.rope_layout != "half":
         raise CommandError(f"'{output}': this model (adjacent-pair RoPE) is written as a llama2.c checkpoint: name it FILE.bin")
-    options = QatOptions(
-        method=args.method, scale=args.scale, group_size=args.group_size or 64, batch=args.batch, seq_len=args.seq_len
-    )
+    options = QatOptions(ternary=ternary, batch=args.batch, seq_len=args.seq_len)
     minutes = None if args.steps is not None else (args.minutes or 15.0)
     total = f"{minutes:g}" if minutes is not None else "?"
 
-    def progress(entry: dict) -> None:
-        # one line redrawn on a terminal, one line per evaluation in a log
-        print(_progress_line(entry, total), end="" if sys.stderr.isatty() else "\n", file=sys.stderr, flush=True)
+    def show(entry: dict) -> None:
+        # one line redrawn on a terminal, one line per evaluation in a log (none with --quiet)
+        if not args.quiet:
+            print(_progress_line(entry, total), end="" if progress.enabled() else "\n", file=sys.stderr, flush=True)
 
-    result = train(teacher, options, steps=args.steps, minutes=minutes, seed=args.seed, progress=progress)
-    if sys.stderr.isatty():
+    result = train(teacher, options, steps=args.steps, minutes=minutes, seed=args.seed, progress=show)
+    if progress.enabled():
         print(file=sys.stderr)
     try:
         write_checkpoint(output, teacher.config, result.model.state_dict())
     except FrontendError as e:
         raise CommandError(str(e)) from None
     if args.history:
-        write_output(args.history, json.dumps({"options": options.__dict__, "evaluations": result.history}, indent=2) + "\n")
+        write_output(args.history, json.dumps({"options": dataclasses.asdict(options), "evaluations": result.history}, indent=2) + "\n")
     final = result.history[-1]
     print(
         f"{TOOL}: wrote {output} after {final['step']} steps ({final['seconds'] / 60:.1f} min): held-out top-1 "

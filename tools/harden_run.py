@@ -8,14 +8,15 @@ from pathlib import Path
 
 from torch_mlir import ir
 
-from harden.runtime.checkpoints import FrontendError
-from harden.runtime.compile_cache import CompileCache, default_cache_dir
-from harden.runtime.engines import IreeEngine, TorchEngine
-from harden.runtime.evaluate import greedy_generate, measure_speed, sample_sequences, teacher_forced_logits
-from harden.runtime.importer import exported_model_from_provenance
-from harden.runtime.iree_exec import IreeError, LoweringError
-from harden.runtime.metrics import compare_logits
-from harden.runtime.modules import ModuleError, compile_module, load_module
+from harden.backend.cache import CompileCache, default_cache_dir
+from harden.backend.compile import IreeError, LoweringError
+from harden.backend.engines import IreeEngine, TorchEngine
+from harden.backend.modules import ModuleError, compile_module, load_module
+from harden.eval.evaluate import greedy_generate, measure_speed, sample_sequences, teacher_forced_logits
+from harden.eval.metrics import compare_logits
+from harden.frontend.provenance import exported_model_from_provenance
+from harden.frontend.weights import FrontendError
+from harden.core import progress
 from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
 
 TOOL = "harden-run"
@@ -45,6 +46,7 @@ def make_parser() -> ArgumentParser:
                    "(PyTorch, from the provenance); with --max-kl also the fewest groups to keep in f32")
     p.add_argument("--ternarize-options", default="", metavar="OPTIONS", help="harden-ternarize options for --sensitivity, e.g. 'scale=group group-size=64'")
     p.add_argument("--no-cache", action="store_true", help="compile even if the module is in the compile cache")
+    p.add_argument("--quiet", action="store_true", help="no progress display on stderr")
     p.add_argument("--cache-dir", help=f"compile cache (default: $HARDEN_CACHE_DIR or {default_cache_dir()})")
     return p
 
@@ -169,22 +171,21 @@ def print_report(result, description, schedule_summary):
 
 def sensitivity(args, model) -> int:
     """--sensitivity: per-group KL of ternarization on the PyTorch model (no IREE)."""
-    from harden.passes.base import PassOptionError
+    from harden.core.pass_base import PassOptionError
+    from harden.eval.sensitivity import SensitivityModel
     from harden.passes.ternarize import Ternarize
-    from harden.runtime.sensitivity import SensitivityModel, TernaryOptions
 
-    try:
-        tern = Ternarize.from_options(args.ternarize_options)
+    try:  # harden-ternarize's options, of which the numerics ones matter here
+        tern = Ternarize.from_options(args.ternarize_options).ternary_options()
     except PassOptionError as e:
         raise CommandError(f"--ternarize-options: {e}", USAGE) from None
     torch_engine, info = reference_engine(args, model)
     sequences, description = evaluation_inputs(args, torch_engine, model.seq_len)
-    options = TernaryOptions.of(tern)
-    analysis = SensitivityModel(torch_engine.model, sequences, model.seq_len, model.max_seq_len, options)
+    analysis = SensitivityModel(torch_engine.model, sequences, model.seq_len, model.max_seq_len, tern)
     costs = analysis.group_costs()
     everything = analysis.evaluate(list(analysis.groups))
     print(f"model      {info['source']}, ternarized with method={tern.method} scale={tern.scale}"
-          f"{f' group-size={tern.group_size}' if tern.scale == 'group' else ''} planes={tern.planes}")
+          f"{f' group-size={tern.columns_per_scale}' if tern.scale == 'group' else ''} planes={tern.planes}")
     print(f"inputs     {description}")
     print()
     print(f"{'layer group':<28}{'KL alone (nats)':>16}{'top-1 alone':>13}{'f32 bytes':>12}{'ternary bytes':>15}")
@@ -205,6 +206,7 @@ def sensitivity(args, model) -> int:
 
 def run(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
+    progress.set_quiet(args.quiet)
     if args.json_out:
         check_output_path(args.json_out, [args.model] + ([args.reference] if args.reference != "torch" else []))
     if args.generate < 1:

@@ -1,6 +1,6 @@
 """Engines that run a Llama's `prefill` and `decode`: PyTorch eager, or an IREE module.
 
-Both keep the same contract as the imported module (see runtime/importer.py):
+Both keep the same contract as the imported module (see frontend/importer.py):
     prefill(tokens [1, S] int64) -> (logits [1, S, vocab], k_cache, v_cache)
     decode(token [1, 1] int64, pos [1] int64, k_cache, v_cache) -> (logits [1, 1, vocab], ...)
 The caches stay in the engine's own form (torch tensors, IREE device arrays) between
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harden.runtime.iree_exec import IreeModule
+from harden.backend.compile import IreeModule
 
 
 @dataclass

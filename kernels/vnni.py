@@ -12,7 +12,7 @@ of two numerics:
 
 This side re-lays the weights out offline (still 2 bits per weight) and emits what torch-mlir
 can carry: the constants, a bodiless private `func.func` whose `harden.ternary_vnni`
-attribute describes the kernel, and a `func.call` of it. runtime/custom_dispatch.py replaces
+attribute describes the kernel, and a `func.call` of it. backend/custom_dispatch.py replaces
 the declaration, in IREE's own IR, by a definition that dispatches the C function.
 
 Measured on this machine (bench/ternary_kernels.py: TinyLlama-1.1B linears, single-thread CPU
@@ -27,16 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from harden.dialects.ternary_pack import unpack_ternary_2bit
-
-CUSTOM_DISPATCH_ATTR = "harden.ternary_vnni"
-"""Dictionary attribute on the kernel declaration: numerics and the packed layout's sizes."""
+from harden.kernels.contract import CUSTOM_DISPATCH_ATTR
 
 NUMERICS = {"f32": "fixed32", "int8": "int8"}
 """The kernel's numerics for each `activations` choice of the lowering."""
 
 BLOCK = 16  # rows and columns per 64-byte block of codes (16 rows x 16 columns x 2 bits)
 MAX_GROUPS = 256  # scale groups per row the kernels keep activation sums for (MAX_GROUPS in C)
-DECODE_MAX_KP = 16384  # longest padded row the one-dispatch decode path quantizes on its stack
 
 # Output rows per workgroup, measured best here: decode re-quantizes x in every workgroup,
 # so it takes more rows per workgroup than prefill.

@@ -8,7 +8,7 @@ Weights kept in a parameter file arrive as external `ml_program.global @param.<n
 (see harden-lower-harden-ops); `bind_parameters` turns them into IREE parameters
 (`util.global ... = #stream.parameter.named<"model"::"<name>">`), and `IreeModule`
 serves them from the safetensors file at run time. Declarations of the C ternary kernels
-(kernel=vnni) get their custom-dispatch definitions here (runtime/custom_dispatch.py).
+(kernel=vnni) get their custom-dispatch definitions here (backend/custom_dispatch.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 from torch_mlir import ir
 
+from harden.backend import custom_dispatch
 from harden.core.diagnostics import DiagnosticSink
-from harden.passes.ternary_exact_kernel import CPU_TILING_ATTR
-from harden.runtime import custom_dispatch
+from harden.kernels.contract import CPU_TILING_ATTR
 
 IREE_CPU_FLAGS = (
     "--iree-hal-target-device=local",

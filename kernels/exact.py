@@ -9,7 +9,7 @@ of the dequantized weight up to f32 rounding.
 
 Speed needs IREE to tile the generic as written (4 accumulators of 16 lanes): the generic
 carries `harden.cpu_tiling` (distribution / vector tile sizes), which the IREE step turns
-into an `#iree_codegen.compilation_info` (runtime/iree_exec.py). IREE silently ignores that
+into an `#iree_codegen.compilation_info` (backend/compile.py). IREE silently ignores that
 configuration if it folds unit dimensions or collapses contiguous ones, so the template
 keeps unit dimensions (M, P, groups of 1) out of the generic and lays the words out so
 that no two of its dimensions collapse.
@@ -23,11 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from harden.dialects.ternary_pack import unpack_ternary_2bit
-
-CPU_TILING_ATTR = "harden.cpu_tiling"
-"""Discardable attribute on the kernel's generic: {distribution, vector_common_parallel,
-vector_reduction} tile sizes for IREE's CPU DoubleTilingExpert pipeline."""
-
+from harden.kernels.contract import CPU_TILING_ATTR
 
 ROW_BLOCKS = 4  # R: row blocks of 16 per word group, one vector accumulator each
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,14 +9,16 @@ from pathlib import Path
 
 from torch_mlir import ir
 
-from harden.core.context import make_context
+from harden.backend.cache import CompileCache
+from harden.backend.compile import IREE_CPU_FLAGS, IreeModule, compile_vmfb, lower_module_for_iree
+from harden.core import progress
 from harden.core.graph import body_ops, functions
 from harden.core.source import parse_module
 from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAMS_ATTR
-from harden.runtime.compile_cache import CompileCache
-from harden.runtime.importer import PROVENANCE_ATTR, Provenance, load_provenance
-from harden.runtime.iree_exec import IREE_CPU_FLAGS, IreeModule, compile_vmfb, lower_module_for_iree
+from harden.dialects.context import make_context
+from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance
+
 ENTRY_POINTS = ("prefill", "decode")
 
 
@@ -104,31 +104,6 @@ def _python_value(attr: ir.Attribute):
     return attr.value if hasattr(attr, "value") else str(attr)
 
 
-class _Progress:
-    """'compiling ... 12 s' on stderr while IREE compiles (a ticking line on a terminal)."""
-
-    def __init__(self, what: str):
-        self.what, self._done = what, threading.Event()
-        self._start = time.perf_counter()
-
-    def __enter__(self):
-        if sys.stderr.isatty():
-            threading.Thread(target=self._tick, daemon=True).start()
-        else:
-            print(f"{self.what} ...", file=sys.stderr, flush=True)
-        return self
-
-    def _tick(self):
-        while not self._done.wait(0.5):
-            print(f"\r{self.what} ... {time.perf_counter() - self._start:.0f} s", end="", file=sys.stderr, flush=True)
-
-    def __exit__(self, exc_type, *exc):
-        self._done.set()
-        end = "\r" if sys.stderr.isatty() else ""
-        outcome = "failed after" if exc_type else "done in"
-        print(f"{end}{self.what} ... {outcome} {time.perf_counter() - self._start:.1f} s", file=sys.stderr, flush=True)
-
-
 @dataclass
 class CompiledModule:
     module: IreeModule
@@ -145,7 +120,7 @@ def compile_module(
     flags = [*IREE_CPU_FLAGS, *extra_flags]
 
     def compile_now() -> bytes:
-        with _Progress(f"compiling {loaded.path} with IREE (llvm-cpu)"):
+        with progress.stage(f"compiling {loaded.path} with IREE (llvm-cpu)"):
             return compile_vmfb(loaded.lowered_text, extra_flags)
 
     if cache is None:

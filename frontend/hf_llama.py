@@ -25,7 +25,7 @@ from transformers import LlamaForCausalLM
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-from harden.runtime.llama import LlamaConfig, write_cache
+from harden.frontend.llama import LlamaConfig, write_cache
 
 
 def hf_config(config: LlamaConfig) -> HfLlamaConfig:

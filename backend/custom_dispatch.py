@@ -1,14 +1,14 @@
 """The C ternary kernels as IREE custom CPU dispatches: where the object is, whether this host
 can run it, and the IREE-side definitions of the kernel declarations the lowering emits.
 
-The torch-mlir side (passes/ternary_vnni_kernel.py) leaves, for each kernel shape, a bodiless
+The torch-mlir side (kernels/vnni.py) leaves, for each kernel shape, a bodiless
 private `func.func` carrying a `harden.ternary_vnni` attribute, and calls it. Here, in IREE's
 own IR, each declaration becomes a function that (for prefill) quantizes the activations in
 linalg and runs a `flow.dispatch` of a `stream.executable` whose inner function calls the C
 kernel, declared `hal.import.static` and linked from the object in `hal.executable.objects`.
 Decode (one token) is a single dispatch: the C kernel quantizes x itself.
 
-IREE pitfalls this follows (see ../shared/TOOLCHAIN.md): the objects map is keyed by the exact
+IREE pitfalls this follows (docs/toolchain.md): the objects map is keyed by the exact
 executable target iree-compile uses (taken from iree-compile with the same flags; a generic
 key is silently skipped, then `iree-lld: undefined symbol`); the workgroup id comes from
 `hal.interface.workgroup.id`; each memref reaches C as its full descriptor; export names are
@@ -18,44 +18,15 @@ unique per module (several executables are linked into one LLVM module).
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harden.passes.ternary_vnni_kernel import CUSTOM_DISPATCH_ATTR, DECODE_MAX_KP
-
-KERNEL_OBJECT = Path(sys.prefix) / "harden-kernels" / "ternary_vnni.o"
-"""Built from kernels/ternary_vnni.c into the environment by the Makefile (`make install`)."""
-
-REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi")
-"""/proc/cpuinfo names of the features the object is compiled for (it has no run-time dispatch)."""
+from harden.kernels.contract import CUSTOM_DISPATCH_ATTR, DECODE_MAX_KP, KERNEL_OBJECT, unavailable_reason
 
 
 class CustomDispatchError(RuntimeError):
     """A module calls the C kernels, but this host cannot run them; the message says why."""
-
-
-@functools.cache
-def unavailable_reason() -> str | None:
-    """Why the C kernels cannot run here (object not built, CPU features missing), or None."""
-    if not KERNEL_OBJECT.is_file():
-        return f"the kernel object {KERNEL_OBJECT} is not built (`make install` builds it)"
-    missing = [flag for flag in REQUIRED_CPU_FLAGS if flag not in _cpu_flags()]
-    if missing:
-        return f"this CPU lacks {', '.join(missing)}"
-    return None
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
 
 
 def has_custom_dispatches(mlir_text: str) -> bool:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harden.dialects.ternary_pack import expand_scales, scale_groups
+from harden.dialects.ternary_pack import expand_scales, packed_columns, scale_groups
+from harden.quant.options import TernaryOptions
 
 METHODS = ("absmean", "twn")
 TWN_THRESHOLD = 0.7
@@ -108,3 +109,16 @@ def ternarize(
     if scale_kind == "tensor":
         scales = scales.reshape(planes, 1, 1)
     return TernaryWeight(np.stack(ternary_planes), scales, group_size, bool(np.all(exact_all)))
+
+
+def ternarize_as(w: np.ndarray, options: TernaryOptions) -> TernaryWeight:
+    """Ternarizes W [out, in] as harden-ternarize does with `options` (a scale group is
+    never wider than the row)."""
+    return ternarize(w, options.method, options.scale, min(options.columns_per_scale, w.shape[1]), options.planes)
+
+
+def ternary_bytes(shape: tuple[int, int], options: TernaryOptions) -> int:
+    """Packed codes plus f32 scales of one weight, as the pipeline stores them."""
+    out_f, in_f = shape
+    groups = {"tensor": 1, "channel": out_f, "group": out_f * -(-in_f // min(options.columns_per_scale, in_f))}[options.scale]
+    return options.planes * (out_f * packed_columns(in_f) + 4 * groups)

@@ -16,38 +16,25 @@ quantized per output channel as harden-ternarize does it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch_mlir import ir
 
-from harden.dialects.int8_quant import int8_bytes, quantize_int8
-from harden.dialects.ternary_pack import packed_columns
-from harden.dialects.ternary_quant import ternarize
-from harden.runtime.engines import TorchEngine
-from harden.runtime.evaluate import teacher_forced_logits
-from harden.runtime.metrics import compare_logits
+from harden.backend.engines import TorchEngine
+from harden.core import progress
+from harden.eval.evaluate import sample_sequences, teacher_forced_logits
+from harden.eval.metrics import compare_logits
+from harden.frontend.provenance import PROVENANCE_ATTR, exported_model_from_provenance, load_provenance
+from harden.frontend.weights import FrontendError
+from harden.passes.ternary_policy import MeasurementError
+from harden.quant.int8 import int8_bytes, quantize_int8
+from harden.quant.options import TernaryOptions
+from harden.quant.ternary import ternarize_as, ternary_bytes
 
 CLASSIFIERS = ("output", "lm_head")
 FUSED_QKV = (("wq", "wk", "wv"), ("q_proj", "k_proj", "v_proj"))
-
-
-@dataclass(frozen=True)
-class TernaryOptions:
-    """The harden-ternarize options that decide the numerics."""
-
-    method: str = "absmean"
-    scale: str = "channel"
-    group_size: int = 64
-    planes: int = 1
-    classifier: bool = False
-    keep_as: str = "f32"  # precision of the groups kept out of ternary: f32 or int8
-
-    @classmethod
-    def of(cls, options) -> "TernaryOptions":
-        """The same-named fields of a pass that carries them (harden-ternarize, the policy)."""
-        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -97,21 +84,13 @@ def ternarized_weights(model, names: list[str], options: TernaryOptions) -> dict
     result = {}
     for members in _fused_sets(names):
         w = np.concatenate([params[n].detach().float().numpy() for n in members])
-        group = min(options.group_size, w.shape[1])
-        dq = ternarize(w, options.method, options.scale, group, options.planes).dequantize()
+        dq = ternarize_as(w, options).dequantize()
         start = 0
         for n in members:
             rows = params[n].shape[0]
             result[n] = torch.from_numpy(dq[start : start + rows])
             start += rows
     return result
-
-
-def ternary_bytes(shape: tuple[int, int], options: TernaryOptions) -> int:
-    """Packed codes plus f32 scales of one weight, as the pipeline stores them."""
-    out_f, in_f = shape
-    groups = {"tensor": 1, "channel": out_f, "group": out_f * -(-in_f // min(options.group_size, in_f))}[options.scale]
-    return options.planes * (out_f * packed_columns(in_f) + 4 * groups)
 
 
 class SensitivityModel:
@@ -160,7 +139,7 @@ class SensitivityModel:
     def group_costs(self) -> list[GroupCost]:
         """Each group ternarized alone."""
         costs = []
-        for group in self.groups:
+        for group in progress.bar(self.groups, desc="ternarizing each layer group alone", unit="group"):
             m = self.evaluate([group])
             costs.append(GroupCost(group, m["kl"], m["top1_agreement"], *self.bytes_of(group)))
         return costs
@@ -177,3 +156,20 @@ class SensitivityModel:
             int8 = kept if self.options.keep_as == "int8" else []
             metrics = self.evaluate([g for g in order if g not in kept], int8)
         return kept, metrics
+
+
+def module_sensitivity(module: ir.Operation, options: TernaryOptions, samples: int, seq_len: int, seed: int) -> SensitivityModel:
+    """The measurement harden-ternary-policy decides by, for an imported module: its PyTorch
+    model rebuilt from the provenance, `samples` sequences of `seq_len` tokens (0: the
+    module's prefill length) sampled from it with `seed`. Raises MeasurementError when the
+    module has no usable provenance."""
+    if PROVENANCE_ATTR not in module.attributes:
+        raise MeasurementError(f"needs the module's provenance ({PROVENANCE_ATTR}, written by harden-import)")
+    try:
+        provenance = load_provenance(module)
+        model = exported_model_from_provenance(provenance)
+    except FrontendError as e:
+        raise MeasurementError(str(e)) from None
+    engine = TorchEngine(model, provenance.seq_len, provenance.max_seq_len)
+    sequences = sample_sequences(engine, samples, seq_len or provenance.seq_len, seed, bos=1)
+    return SensitivityModel(model, sequences, provenance.seq_len, provenance.max_seq_len, options)

@@ -9,7 +9,7 @@ KL(teacher || student) over every position of sequences sampled from the teacher
 temperature 1 (no data set needed), from a pool that is refreshed as it is used up.
 
 At the end each latent weight is replaced by its ternarization from
-`harden.dialects.ternary_quant.ternarize` (the function harden-ternarize calls), so every
+`harden.quant.ternary.ternarize_as` (the function harden-ternarize calls), so every
 scale group is exactly {-s, 0, +s} and the compiler converts the checkpoint losslessly.
 
 Recipe (measured on stories260K, see the README): absmean per output channel, AdamW
@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from harden.dialects.ternary_quant import ternarize
-from harden.runtime.llama import Llama
-from harden.runtime.sensitivity import CLASSIFIERS
+from harden.eval.sensitivity import CLASSIFIERS
+from harden.frontend.llama import Llama
+from harden.quant.options import TernaryOptions
+from harden.quant.ternary import ternarize_as
 
 BOS = 1
 HELDOUT_SEED = 8_675_309
@@ -41,9 +42,7 @@ HELDOUT_SEED = 8_675_309
 
 @dataclass(frozen=True)
 class QatOptions:
-    method: str = "absmean"
-    scale: str = "channel"
-    group_size: int = 64
+    ternary: TernaryOptions = TernaryOptions()  # the numerics harden-ternarize will harden with
     batch: int = 16  # sequences per step
     seq_len: int = 128  # tokens per sequence (BOS + 127 sampled)
     lr: float = 2e-3  # latent ternary weights
@@ -59,9 +58,7 @@ class QatOptions:
 
 def ternary_weight(w: torch.Tensor, options: QatOptions) -> torch.Tensor:
     """The dequantized ternary weight harden-ternarize gives `w` (numpy, the compiler's code)."""
-    group = min(options.group_size, w.shape[1])
-    dq = ternarize(w.detach().cpu().numpy(), options.method, options.scale, group).dequantize()
-    return torch.from_numpy(dq)
+    return torch.from_numpy(ternarize_as(w.detach().cpu().numpy(), options.ternary).dequantize())
 
 
 class _StraightThroughTernary(torch.nn.Module):

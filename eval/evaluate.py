@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from harden.runtime.engines import Engine
-from harden.runtime.metrics import log_softmax
+from harden.backend.engines import Engine
+from harden.eval.metrics import log_softmax
 
 PAD_TOKEN = 0
 

@@ -3,8 +3,10 @@
 In the spirit of xDSL's `ModulePass`: the class attribute `name` is the pass's pipeline
 name, each dataclass field (with a default and a `help` string) is an option, and option
 parsing (`harden-ternarize{scale=group group-size=64}`), validation and `--help` text are
-derived from the fields, so adding an option is one line. `run` gets the
-`builtin.module` operation and a `PassContext` for diagnostics and weights.
+derived from the fields, so adding an option is one line. Passes are frozen: a pass object
+is checked once when it is built (`validate`) and never changes after, so the same object
+can run on any number of modules. `run` gets the `builtin.module` operation and a
+`PassContext` for diagnostics, weights and injected measurements.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -29,19 +32,29 @@ class PassFailure(Exception):
     """Raised by a pass after it has emitted an error diagnostic at the offending op."""
 
 
-def option(default: Any, help: str) -> Any:
-    """Declares a pass option: a dataclass field with a default and a one-line help."""
+def option(default: Any, help: str, shown_default: str | None = None) -> Any:
+    """Declares a pass option: a dataclass field with a default and a one-line help.
+    `shown_default` is what --help says when the default is a stand-in (None for "the
+    usual value unless given")."""
+    metadata = {"help": help, "shown_default": shown_default}
     if isinstance(default, (list, tuple)):
-        return field(default_factory=lambda: tuple(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: tuple(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class PassContext:
-    """What a pass may use besides the IR: diagnostics and the module's weight values."""
+    """What a pass may use besides the IR: diagnostics, the module's weight values, and
+    measurements the tools inject (passes never import the layers that run models):
+
+    measure_sensitivity: builds the per-layer-group KL measurement harden-ternary-policy
+      needs, `measure_sensitivity(module, options, samples, seq_len, seed)`; harden-opt
+      supplies `harden.eval.sensitivity.module_sensitivity`.
+    """
 
     diagnostics: DiagnosticSink
     weights: WeightStore = field(default_factory=WeightStore)
+    measure_sensitivity: Callable[..., Any] | None = None
 
     def remark(self, op, message: str) -> None:
         self.diagnostics.report("remark", _location(op), message)
@@ -71,7 +84,14 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _optional_of(tp):
+    """T of `T | None`."""
+    return next(a for a in typing.get_args(tp) if a is not type(None))
+
+
 def _describe_type(tp) -> str:
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        return _describe_type(_optional_of(tp))
     if typing.get_origin(tp) is Literal:
         return "|".join(str(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is tuple:
@@ -91,7 +111,7 @@ def _convert(tp, text: str):
     if origin is tuple:
         return tuple(item for item in (part.strip() for part in text.split(",")) if item)
     if origin in (types.UnionType, typing.Union):
-        return _convert(next(a for a in typing.get_args(tp) if a is not type(None)), text)
+        return _convert(_optional_of(tp), text)
     if tp is bool:
         return _parse_bool(text)
     if tp is int:
@@ -138,11 +158,15 @@ def split_options(text: str) -> list[tuple[str, str | None]]:
     return pairs
 
 
-@dataclass
+@dataclass(frozen=True)
 class Configurable:
-    """Typed options from dataclass fields: parsing, validation and help text."""
+    """Typed options from dataclass fields: parsing, validation and help text. Frozen, and
+    validated on construction."""
 
     name: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Checks options that make no sense together; raises PassOptionError."""
@@ -167,7 +191,8 @@ class Configurable:
         for f in cls.option_fields():
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             shown = ",".join(default) if isinstance(default, tuple) else default
-            shown = str(shown).lower() if isinstance(shown, bool) else shown
+            shown = str(shown).lower() if isinstance(shown, (bool, type(None))) else shown
+            shown = f.metadata.get("shown_default") or shown
             lines.append(
                 f"{_option_name(f.name)}=<{_describe_type(hints[f.name])}> "
                 f"(default: {shown!s}) {f.metadata.get('help', '')}".rstrip()
@@ -195,29 +220,10 @@ class Configurable:
                 raise PassOptionError(
                     f"invalid value '{value}' for option '{key}' of '{cls.name}': {e}"
                 ) from None
-        instance = cls(**values)
-        instance.explicit_options = frozenset(values)
-        instance.validate()
-        return instance
-
-    def option_text(self) -> str:
-        """The options as MLIR pipeline text, e.g. `{group-size=64 scale=group}`."""
-        parts = []
-        for f in self.option_fields():
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = ",".join(value)
-            elif isinstance(value, bool):
-                value = str(value).lower()
-            parts.append(f"{_option_name(f.name)}={value}")
-        return "{" + " ".join(parts) + "}" if parts else ""
-
-    def was_set(self, field_name: str) -> bool:
-        """Whether the user gave this option explicitly (for options that conflict)."""
-        return field_name in getattr(self, "explicit_options", frozenset())
+        return cls(**values)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pass(Configurable):
     """Base of harden's Python passes (see the module docstring)."""
 

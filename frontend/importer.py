@@ -1,0 +1,207 @@
+"""Importing a Llama into torch-dialect MLIR: `prefill` and `decode` in one module.
+
+The model is exported with `torch.export` (no decompositions, so `torch.aten.linear`
+stays for the passes to match) and imported with torch-mlir's FxImporter into a context
+from `harden.dialects.context.make_context()`, so the result lives beside the harden dialect.
+
+The export traces a model whose parameters are fake tensors: only shapes are needed to
+trace. The weights come in through an importer hook, one tensor at a time, by name:
+* inline: a `torch.vtensor.literal` with a `DenseElementsAttr` (readable by the passes
+  through numpy), tagged `harden.name = "<weight name>"`;
+* external (large models): a `harden.param {param_name = "<weight name>"}` op, the tensor
+  streamed into a safetensors file beside the MLIR, named by the module attribute
+  `harden.params` (a file name relative to the MLIR file). A tensor used by both
+  functions is stored once. No weight is ever printed into MLIR text.
+
+Weight names are the reference model's (`layers.0.attention.wq.weight`) when the
+reference model is exported and Hugging Face's (`model.layers.0.self_attn.q_proj.weight`)
+when HF's modeling code is.
+
+The provenance (`harden.provenance`, see provenance.py) records where the module came from.
+
+Function signatures (KV cache layout [n_layers, 1, n_kv_heads, T, head_dim], f32):
+    prefill(tokens: [1, S] si64) -> (logits [1, S, vocab], k_cache, v_cache)
+    decode(token: [1, 1] si64, pos: [1] si64, k_cache, v_cache) -> (logits [1, 1, vocab], k_cache, v_cache)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_mlir import ir
+from torch_mlir.dialects import torch as torch_d
+from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks
+
+from harden.core import progress
+from harden.core.safetensors_writer import write_safetensors
+from harden.core.weights import PARAMS_ATTR, WEIGHT_NAME, param_op
+from harden.dialects.context import make_context
+from harden.frontend.checkpoints import Source
+from harden.frontend.hf import HfCheckpoint
+from harden.frontend.llama import DecodeProgram, LlamaConfig, PrefillProgram
+from harden.frontend.provenance import PROVENANCE_ATTR, Provenance
+from harden.frontend.torch_models import build_frontend_model
+from harden.frontend.weights import FrontendError, WeightSource
+
+ENTRIES = ("prefill", "decode")
+FRONTENDS = ("reference", "hf")
+DEFAULT_SEQ_LEN = 64
+DEFAULT_MAX_SEQ_LEN = 2048
+# Above this many bytes of f32 weights, they go to a parameter file by default: inline
+# weights print as hex, twice (one copy per function), so 32 MiB makes ~130 MB of text.
+INLINE_WEIGHT_LIMIT = 32 << 20
+
+def external_by_default(config: LlamaConfig) -> bool:
+    """Whether a model's weights go to a parameter file unless told otherwise."""
+    return 4 * config.num_parameters() > INLINE_WEIGHT_LIMIT
+
+
+# ---------------------------------------------------------------------------------------
+# Import
+
+
+class _WeightHooks(FxImporterHooks):
+    """Resolves every parameter/buffer of the exported program to a named weight, inline
+    or as a `harden.param` (see the module docstring)."""
+
+    def __init__(self, weights: WeightSource, prefix: str, external: bool):
+        self.weights = weights
+        self.prefix = prefix
+        self.external = external
+        self.used: dict[str, None] = {}  # weight names in order of first use
+        self._attrs: dict[str, ir.DenseElementsAttr] = {}
+
+    def resolve_input(self, gni, value, info):
+        target = info.input_spec.target
+        name = target[len(self.prefix) :] if target.startswith(self.prefix) else target
+        if name not in self.weights.shapes:
+            raise FrontendError(f"the exported model reads '{name}', which the checkpoint does not provide")
+        self.used[name] = None
+        if self.external:
+            return param_op(name, info.ir_type).result
+        if name not in self._attrs:
+            self._attrs[name] = ir.DenseElementsAttr.get(self.weights.tensor(name).numpy())
+        op = torch_d.ValueTensorLiteralOp(self._attrs[name], results=[info.ir_type])
+        op.operation.attributes[WEIGHT_NAME] = ir.StringAttr.get(name)
+        return op.result
+
+
+@dataclass
+class ImportedModel:
+    """The result of `import_model`: the module and, for external weights, what to write."""
+
+    module: ir.Module
+    provenance: Provenance
+    weights: WeightSource
+    external_weights: list[str] | None  # names for the parameter file, None when inline
+
+    def mlir_text(self) -> str:
+        return self.module.operation.get_asm(assume_verified=True)
+
+
+def _mutates(exported: torch.export.ExportedProgram) -> bool:
+    return any(
+        node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) and node.target._schema.is_mutable
+        for node in exported.graph.nodes
+    )
+
+
+def _functional(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """The program without in-place ops. torch.export's graph keeps every op undecomposed
+    (aten.linear included); it is functional already unless the model updates tensors in
+    place, and only then is it re-traced with an empty decomposition table, which
+    functionalizes but costs twice the export itself."""
+    return exported.run_decompositions({}) if _mutates(exported) else exported
+
+
+def _example_inputs(entry: str, config: LlamaConfig, seq_len: int, max_seq_len: int):
+    if entry == "prefill":
+        return (torch.zeros(1, seq_len, dtype=torch.int64),)
+    shape = (config.n_layers, 1, config.n_kv_heads, max_seq_len, config.head_dim)
+    # Two distinct tensors: torch.export merges an input passed twice into one argument.
+    return (torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64), torch.zeros(shape), torch.zeros(shape))
+
+
+def import_model(
+    source: Source,
+    *,
+    frontend: str | None = None,
+    entries: tuple[str, ...] = ENTRIES,
+    seq_len: int | None = None,
+    max_seq_len: int | None = None,
+    external_weights: bool | None = None,
+    params_file: str | None = None,
+) -> ImportedModel:
+    """Exports `source` and imports it as torch-dialect MLIR (see the module docstring).
+
+    frontend: "reference" (default for llama2.c and random init) or "hf" (default for
+    Hugging Face directories). seq_len (default 64) is the prefill length, max_seq_len
+    (default min(model context, 2048)) the KV-cache length. external_weights defaults to
+    True above INLINE_WEIGHT_LIMIT; then `params_file` (a name relative to the MLIR file)
+    is recorded as `harden.params`. Raises FrontendError for bad arguments.
+    """
+    config = source.config
+    frontend = frontend or ("hf" if isinstance(source, HfCheckpoint) else "reference")
+    if frontend not in FRONTENDS:
+        raise FrontendError(f"unknown frontend '{frontend}' (known: {', '.join(FRONTENDS)})")
+    if not entries or len(set(entries)) != len(entries) or not set(entries) <= set(ENTRIES):
+        raise FrontendError(f"entries must be distinct names among {', '.join(ENTRIES)}, got '{','.join(entries)}'")
+    if max_seq_len is None:
+        max_seq_len = min(config.max_seq_len, DEFAULT_MAX_SEQ_LEN)
+    if seq_len is None:
+        seq_len = min(DEFAULT_SEQ_LEN, max_seq_len)
+    if seq_len < 1 or max_seq_len < 1:
+        raise FrontendError("--seq-len and --max-seq-len must be positive")
+    if max_seq_len > config.max_seq_len:
+        raise FrontendError(f"--max-seq-len {max_seq_len} exceeds the model's context length {config.max_seq_len}")
+    if seq_len > max_seq_len:
+        raise FrontendError(f"--seq-len {seq_len} exceeds --max-seq-len {max_seq_len}")
+    if external_weights is None:
+        external_weights = external_by_default(config)
+    if external_weights and not params_file:
+        raise FrontendError("external weights need a parameter file name")
+
+    model, weights, prefix = build_frontend_model(source, frontend, fake=True)
+    provenance = Provenance(
+        kind=source.kind,
+        source=source.name if source.name else str(source.path),
+        frontend=frontend,
+        config=config,
+        seq_len=seq_len,
+        max_seq_len=max_seq_len,
+        sha256=source.sha256,
+        seed=getattr(source, "seed", None),
+    )
+    hooks = _WeightHooks(weights, prefix, external_weights)
+    importer = FxImporter(context=make_context(), hooks=hooks)
+    programs = {"prefill": PrefillProgram(model, max_seq_len), "decode": DecodeProgram(model)}
+    for entry in entries:
+        with progress.stage(f"exporting and importing {entry}"), torch.no_grad():
+            exported = torch.export.export(programs[entry], _example_inputs(entry, config, seq_len, max_seq_len))
+            importer.import_program(_functional(exported), func_name=entry)
+
+    module = importer.module
+    with module.context:
+        module.operation.attributes[PROVENANCE_ATTR] = provenance.to_attribute()
+        if external_weights:
+            module.operation.attributes[PARAMS_ATTR] = ir.StringAttr.get(params_file)
+    if not module.operation.verify():
+        raise FrontendError("the imported module does not verify")
+    return ImportedModel(module, provenance, weights, list(hooks.used) if external_weights else None)
+
+
+# ---------------------------------------------------------------------------------------
+# Parameter files
+
+def write_parameter_file(path: str | Path, weights: WeightSource, names: list[str]) -> None:
+    """Writes tensors `names` of `weights` as an f32 safetensors file, one tensor in memory
+    at a time, atomically, with a progress bar on a terminal."""
+    entries = [(name, np.dtype(np.float32), tuple(weights.shapes[name])) for name in names]
+    with progress.bar(desc=f"writing {Path(path).name}", total=len(names), unit="tensor") as bar:
+        try:
+            write_safetensors(path, entries, lambda name: weights.tensor(name).numpy(), on_tensor=lambda _: bar.update())
+        except ValueError as e:
+            raise FrontendError(str(e)) from None
