@@ -7,7 +7,7 @@ Two readers stream a ~1 GiB buffer with `threads` threads, each read once per re
   about 25 GB/s against 17), and torch's own f32 decode reaches that rate: a probe below it
   would put engines above 100% of their roofline;
 * numpy OR-reductions of uint64 halves in two threads (numpy releases the GIL), as
-  TOOLCHAIN.md measured it.
+  docs/toolchain.md records.
 The fastest read of either counts: slower ones are interference, and the probe asks what the
 memory system can deliver.
 

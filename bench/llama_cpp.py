@@ -198,7 +198,7 @@ class LlamaBench:
 
     def run(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
         """(prefill tokens/s, decode tokens/s) of one llama-bench call."""
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}  # a thread clash seen from Python (TOOLCHAIN.md)
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}  # a thread clash seen from Python (docs/toolchain.md)
         result = subprocess.run(self.command(prompt_tokens, decode_tokens), capture_output=True, text=True, env=env)
         if result.returncode != 0:
             tail = "\n".join(result.stderr.strip().splitlines()[-5:])

@@ -2,7 +2,7 @@
 
 harden-import exports Hugging Face's modeling code for HF checkpoints, so the graph is
 what transformers computes, not our re-implementation of it. Four things stand between
-that code and torch-mlir/IREE (TOOLCHAIN.md), handled here:
+that code and torch-mlir/IREE (docs/toolchain.md), handled here:
 1. the rotary `inv_freq` is a non-persistent buffer, which the FX importers cannot
    resolve: `make_exportable` makes every buffer persistent;
 2. exporting with autograd on leaves a set-grad higher-order op: callers export under

@@ -8,7 +8,7 @@
 //           balanced signed base-256 digits; integer accumulation is exact, so the result is as
 //           accurate as an f64 dot product rounded to f32 (values below amax * 2^-31 are rounded
 //           away; a NaN or Inf in x makes the whole row NaN).
-// The torch-mlir side (passes/ternary_vnni_kernel.py) lays the weights out offline; the IREE
+// The torch-mlir side (kernels/vnni.py) lays the weights out offline; the IREE
 // side (backend/custom_dispatch.py) declares these functions and dispatches them, one workgroup
 // per `rows_per_wg` output rows.
 //

@@ -1,6 +1,6 @@
 """Static tensor-streaming schedules of harden-level graphs on machine models.
 
-Kept apart as CIRCT's scheduling infrastructure keeps them (see CONVENTIONS.md):
+Kept apart as CIRCT's scheduling infrastructure keeps them (see docs/design.md):
 
 * machine.py, machines/*.json: machine models (units, SRAM, clock) as data;
 * ops.py, cost_model.py, layers.py, placement.py, build.py: the problem, built from IR;

@@ -85,13 +85,6 @@ class Problem:
     tokens: int | None = None  # tokens one run processes (decode: 1), for tokens/s
     notes: list[str] = field(default_factory=list)
 
-    def incoming(self) -> list[list[Dependence]]:
-        """Dependences into each operation."""
-        result: list[list[Dependence]] = [[] for _ in self.operations]
-        for dep in self.dependences:
-            result[dep.consumer].append(dep)
-        return result
-
 
 @dataclass
 class Solution:

@@ -115,7 +115,7 @@ def test_ternary_checkpoint_hardens_losslessly(work, cache):
 
 
 def test_plain_ternarization_rewrites_the_model(work, cache):
-    """Post-training ternary destroys this model (TOOLCHAIN.md: top-1 about 0.19); the test
+    """Post-training ternary destroys this model (docs/toolchain.md: top-1 about 0.19); the test
     checks that the pipeline really applied it and prints the numbers for the record."""
     loaded = load_module(work / "m.mlir")
     reference = TorchEngine(exported_model_from_provenance(loaded.provenance), 16, 32)

@@ -1,0 +1,108 @@
+"""The package's layers import in one direction only, and every module imports on its own.
+
+The order below is docs/design.md's picture. A module may import its own part and the parts
+listed before it, never one listed after it (checked on the source with `ast`, imports inside
+functions included). And `python -c "import harden.X.Y"` works for every module in a fresh
+interpreter, which an import cycle inside a part would break ("partially initialized module").
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+LAYERS = [
+    ["core"],
+    ["dialects"],
+    ["quant"],
+    ["kernels", "schedule"],
+    ["passes"],
+    ["pipelines"],
+    ["frontend"],
+    ["backend"],
+    ["eval"],
+    ["tools"],
+    ["bench"],
+]
+RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
+
+
+def _modules() -> dict[str, Path]:
+    """harden.<part>.<module> (and bench.<module>) -> source file."""
+    found = {}
+    for part in RANK:
+        for path in sorted((REPO / part).glob("*.py")):
+            package = "bench" if part == "bench" else f"harden.{part}"
+            found[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _part_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] == "bench":
+        return "bench"
+    if parts[0] == "harden" and len(parts) > 1:
+        return parts[1]
+    return None
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported module) of every import statement in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_every_part_is_in_a_layer():
+    folders = {p.parent.name for p in REPO.glob("*/__init__.py")}
+    assert folders - {"test"} == set(RANK)
+
+
+def test_no_upward_import():
+    upward = []
+    for module, path in MODULES.items():
+        own = RANK[_part_of(module)]
+        for line, imported in _imports(path):
+            part = _part_of(imported)
+            if part in RANK and RANK[part] > own:
+                upward.append(f"{path.relative_to(REPO)}:{line} imports {imported} ({part} is above {_part_of(module)})")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_check_finds_an_upward_import(tmp_path):
+    """The walk sees imports inside functions too (as the old policy pass had them)."""
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from harden.eval.evaluate import sample_sequences\n")
+    assert _imports(source) == [(2, "harden.eval.evaluate.sample_sequences")]
+
+
+def _import_alone(module: str) -> tuple[str, str | None]:
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin:/bin"}
+    )
+    return module, None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def test_every_module_imports_first_on_its_own():
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [f"{m}: {why}" for m, why in pool.map(_import_alone, sorted(MODULES)) if why]
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("module", ["harden.backend.custom_dispatch", "harden.passes.lower_harden"])
+def test_the_old_cycle_is_gone(module):
+    assert _import_alone(module)[1] is None
