@@ -1,18 +1,22 @@
-"""Evaluation inputs and runs: sampled sequences, teacher-forced logits, greedy generation, speed.
+"""Evaluation inputs and runs: sampled sequences, teacher-forced logits, greedy generation,
+perplexity over a text, speed.
 
 Compiled modules have a static prefill length S, so shorter token sequences are padded
 at the end: attention is causal, so padding never changes the logits of the real
 positions, and decode steps overwrite the padded cache positions before reading them.
+Longer sequences have their first S tokens prefilled and the rest fed one decode step
+each, which gives the same logits.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from harden.backend.engines import Engine
+from harden.backend.engines import Engine, EngineState
 from harden.eval.metrics import log_softmax
 
 PAD_TOKEN = 0
@@ -42,19 +46,67 @@ def sample_sequences(engine: Engine, count: int, length: int, seed: int, bos: in
     return sequences
 
 
+def run_prompt(engine: Engine, tokens: list[int]) -> tuple[np.ndarray, EngineState]:
+    """Logits [L, vocab] at every position of `tokens` and the cache after them: one prefill
+    of the first S tokens, then one decode step per further token."""
+    if len(tokens) > engine.max_seq_len:
+        raise ValueError(f"{len(tokens)} tokens do not fit the KV cache of {engine.max_seq_len} positions")
+    head = tokens[: engine.seq_len]
+    logits, state = engine.prefill(_padded(head, engine.seq_len))
+    rows = [logits[0, : len(head)]]
+    for pos in range(len(head), len(tokens)):
+        logits, state = engine.decode(tokens[pos], pos, state)
+        rows.append(logits[0, :1])
+    return np.concatenate(rows), state
+
+
 def teacher_forced_logits(engine: Engine, sequences: list[list[int]]) -> np.ndarray:
-    """Logits [N, L, vocab] of each sequence's positions from one prefill each."""
-    return np.stack([engine.prefill(_padded(seq, engine.seq_len))[0][0, : len(seq)] for seq in sequences])
+    """Logits [N, L, vocab] of each sequence's positions (sequences of one length)."""
+    return np.stack([run_prompt(engine, seq)[0] for seq in sequences])
 
 
-def greedy_generate(engine: Engine, prompt: list[int], steps: int) -> list[int]:
-    """`steps` greedy tokens after `prompt`: prefill, then cached decode steps."""
-    logits, state = engine.prefill(_padded(prompt, engine.seq_len))
-    generated = [int(logits[0, len(prompt) - 1].argmax())]
-    while len(generated) < steps:
-        logits, state = engine.decode(generated[-1], len(prompt) + len(generated) - 1, state)
-        generated.append(int(logits[0, 0].argmax()))
-    return generated
+@dataclass
+class Generation:
+    tokens: list[int]  # the greedy continuation, without the end-of-sequence token
+    ms_per_token: float  # mean wall time of the decode steps that produced it
+    stopped: bool  # ended at an end-of-sequence token
+
+
+def greedy_generate(engine: Engine, prompt: list[int], steps: int, eos_ids: frozenset[int] = frozenset()) -> Generation:
+    """Up to `steps` greedy tokens after `prompt` (prefill, then cached decode steps),
+    stopping at a token of `eos_ids`."""
+    logits, state = run_prompt(engine, prompt)
+    token = int(logits[-1].argmax())
+    generated, times = [], []
+    while token not in eos_ids and len(generated) < steps:
+        generated.append(token)
+        if len(generated) == steps or len(prompt) + len(generated) >= engine.max_seq_len:
+            break
+        start = time.perf_counter()
+        logits, state = engine.decode(token, len(prompt) + len(generated) - 1, state)
+        times.append(time.perf_counter() - start)
+        token = int(logits[0, 0].argmax())
+    return Generation(generated, 1000 * statistics.mean(times) if times else float("nan"), token in eos_ids)
+
+
+def text_windows(tokens: list[int], length: int, bos: int | None) -> list[list[int]]:
+    """The text's tokens cut into consecutive windows of `length` (each starting with BOS
+    when the model uses one, as llama.cpp's perplexity does); a text shorter than one window
+    is one shorter window. A last partial window is dropped."""
+    body = length - 1 if bos is not None else length
+    if body < 1:
+        raise ValueError("windows must hold at least one token of text")
+    starts = range(0, max(len(tokens) - body + 1, 1), body)
+    return [([bos] if bos is not None else []) + tokens[s : s + body] for s in starts]
+
+
+def perplexity(logits: np.ndarray, sequences: list[list[int]]) -> float:
+    """exp(mean negative log-likelihood) of each sequence's next tokens under `logits`
+    [N, L, vocab] (positions 0..L-2 predicting tokens 1..L-1)."""
+    targets = np.array([seq[1:] for seq in sequences])
+    logp = log_softmax(logits[:, :-1].astype(np.float64))
+    nll = -np.take_along_axis(logp, targets[..., None], axis=-1)
+    return float(np.exp(nll.mean()))
 
 
 def measure_speed(engine: Engine, rounds: int = 3, decode_steps: int = 16) -> dict[str, float]:

@@ -5,10 +5,9 @@ numpy exactly as `harden-ternarize` does it (the same function and options; q, k
 ternarized as one fused weight, as the pipeline fuses them first), so the KL measured
 here is the KL of the hardened module up to f32 rounding.
 
-A layer group is a linear's parent module: `layers.3.attention` (q, k, v, o) or
-`layers.3.feed_forward` (gate, up, down) in the reference model's names,
-`model.layers.3.self_attn` / `model.layers.3.mlp` in Hugging Face's. The classifier
-(`output` / `lm_head`) is a group of its own, only when the classifier is ternarized
+A layer group is named as core/llama_names.py names it, whatever the frontend:
+`layers.3.attention` (q, k, v, o) or `layers.3.feed_forward` (gate, up, down). The
+classifier (`output`) is a group of its own, only when the classifier is ternarized
 and is its own linear (a classifier tied to the embedding is left out: ternarizing it
 here would change the embedding too). Kept groups stay in f32, or with keep-as=int8 are
 quantized per output channel as harden-ternarize does it.
@@ -24,6 +23,7 @@ from torch_mlir import ir
 
 from harden.backend.engines import TorchEngine
 from harden.core import progress
+from harden.core.llama_names import layer_group
 from harden.eval.evaluate import sample_sequences, teacher_forced_logits
 from harden.eval.metrics import compare_logits
 from harden.frontend.provenance import PROVENANCE_ATTR, exported_model_from_provenance, load_provenance
@@ -60,8 +60,7 @@ def linear_groups(model: torch.nn.Module, options: TernaryOptions) -> dict[str, 
         leaf = name.rsplit(".", 1)[-1]
         if leaf in CLASSIFIERS and not options.classifier:
             continue
-        group = leaf if leaf in CLASSIFIERS else _weight_name(name).rsplit(".", 2)[0]
-        groups.setdefault(group, []).append(_weight_name(name))
+        groups.setdefault(layer_group(_weight_name(name)), []).append(_weight_name(name))
     return groups
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from harden.core.files import atomic_path
+from harden.core.llama_names import HF_GLOBAL_NAMES, HF_LAYER_NAMES
 from harden.frontend.llama import Llama, Llama3RopeScaling, LlamaConfig
 from harden.frontend.weights import (
     FrontendError,
@@ -25,26 +26,6 @@ from harden.frontend.weights import (
     sha256_of_files,
 )
 
-HF_LAYER_NAMES = {
-    "input_layernorm.weight": "attention_norm.weight",
-    "self_attn.q_proj.weight": "attention.wq.weight",
-    "self_attn.k_proj.weight": "attention.wk.weight",
-    "self_attn.v_proj.weight": "attention.wv.weight",
-    "self_attn.o_proj.weight": "attention.wo.weight",
-    "self_attn.q_proj.bias": "attention.wq.bias",
-    "self_attn.k_proj.bias": "attention.wk.bias",
-    "self_attn.v_proj.bias": "attention.wv.bias",
-    "self_attn.o_proj.bias": "attention.wo.bias",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate_proj.weight": "feed_forward.w1.weight",
-    "mlp.down_proj.weight": "feed_forward.w2.weight",
-    "mlp.up_proj.weight": "feed_forward.w3.weight",
-}
-HF_GLOBAL_NAMES = {
-    "model.embed_tokens.weight": "tok_embeddings.weight",
-    "model.norm.weight": "norm.weight",
-    "lm_head.weight": "output.weight",
-}
 _REFERENCE_LAYER_NAMES = {v: k for k, v in HF_LAYER_NAMES.items()}
 _REFERENCE_GLOBAL_NAMES = {v: k for k, v in HF_GLOBAL_NAMES.items()}
 
@@ -200,6 +181,7 @@ class HfCheckpoint:
 
     kind = "hf"
     name = None
+    given = None  # the path as the user gave it
     # Buffers some older checkpoints carry; the modeling code recomputes them.
     IGNORED = ("rotary_emb.inv_freq",)
     DTYPES = ("F32", "F16", "BF16")

@@ -40,6 +40,8 @@ from harden.core.safetensors_writer import write_safetensors
 from harden.core.weights import PARAMS_ATTR, WEIGHT_NAME, param_op
 from harden.dialects.context import make_context
 from harden.frontend.checkpoints import Source
+from harden.frontend.llama2c import EMBEDDED_MODELS
+from harden.frontend.tokenizer import TextTokenizer, check_vocabulary
 from harden.frontend.hf import HfCheckpoint
 from harden.frontend.llama import DecodeProgram, LlamaConfig, PrefillProgram
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance
@@ -134,14 +136,16 @@ def import_model(
     max_seq_len: int | None = None,
     external_weights: bool | None = None,
     params_file: str | None = None,
+    tokenizer: TextTokenizer | None = None,
 ) -> ImportedModel:
     """Exports `source` and imports it as torch-dialect MLIR (see the module docstring).
 
-    frontend: "reference" (default for llama2.c and random init) or "hf" (default for
-    Hugging Face directories). seq_len (default 64) is the prefill length, max_seq_len
+    frontend: "reference" (default for llama2.c, GGUF and random init) or "hf" (default
+    for Hugging Face directories). seq_len (default 64) is the prefill length, max_seq_len
     (default min(model context, 2048)) the KV-cache length. external_weights defaults to
     True above INLINE_WEIGHT_LIMIT; then `params_file` (a name relative to the MLIR file)
-    is recorded as `harden.params`. Raises FrontendError for bad arguments.
+    is recorded as `harden.params`. `tokenizer` is recorded in the provenance (its ids
+    must fit the vocabulary). Raises FrontendError for bad arguments.
     """
     config = source.config
     frontend = frontend or ("hf" if isinstance(source, HfCheckpoint) else "reference")
@@ -164,16 +168,23 @@ def import_model(
     if external_weights and not params_file:
         raise FrontendError("external weights need a parameter file name")
 
+    if tokenizer is not None:
+        check_vocabulary(tokenizer, config.vocab_size)
+
     model, weights, prefix = build_frontend_model(source, frontend, fake=True)
+    path = getattr(source, "path", None)
     provenance = Provenance(
         kind=source.kind,
-        source=source.name if source.name else str(source.path),
+        source=source.name or getattr(source, "given", None) or str(path),
         frontend=frontend,
         config=config,
         seq_len=seq_len,
         max_seq_len=max_seq_len,
         sha256=source.sha256,
         seed=getattr(source, "seed", None),
+        path=str(path) if path is not None and source.name not in EMBEDDED_MODELS else None,
+        tensor_types=getattr(source, "tensor_types", None),
+        tokenizer=tokenizer.source if tokenizer is not None else None,
     )
     hooks = _WeightHooks(weights, prefix, external_weights)
     importer = FxImporter(context=make_context(), hooks=hooks)

@@ -122,6 +122,7 @@ class Llama2cCheckpoint:
     """A llama2.c `.bin` checkpoint (see the module docstring); `name` is set for embedded ones."""
 
     kind = "llama2c"
+    given = None  # the path as the user gave it
 
     def __init__(self, path: Path, name: str | None = None):
         self.path = path

@@ -12,6 +12,7 @@ from torch_mlir.dialects import torch as torch_d
 
 from harden.core.files import write_atomically
 from harden.core.graph import body_ops, defining_op, functions, is_none, users
+from harden.core.llama_names import CLASSIFIER_GROUP, canonical_name, describe_groups, layer_group
 from harden.core.pass_base import Pass, PassContext, option
 from harden.core.tensor_types import tensor_info, vtensor_type
 from harden.core.weights import erase_if_unused
@@ -53,6 +54,7 @@ class Ternarize(TernaryOptions, Pass):
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
         kept = module.attributes[KEEP_ATTR] if KEEP_ATTR in module.attributes else []
         patterns = _Patterns(skip=skip_patterns(self.skip), keep=skip_patterns([*self.keep, *(ir.StringAttr(g).value for g in kept)]))
+        self._check_patterns(module, ctx)
         rows = []
         for func in functions(module):
             candidates = [op for op in body_ops(func) if op.operation.name in (LINEAR, FUSED_QKV)]
@@ -62,14 +64,38 @@ class Ternarize(TernaryOptions, Pass):
                 if reason:
                     ctx.remark(op, f"not ternarized: {reason}")
                     continue
-                keep = _matching(patterns.keep, name)
+                keep = _matching(patterns.keep, _match_names(op, name))
                 if keep and self.keep_as == "f32":
                     ctx.remark(op, f"not ternarized: '{name}' matches keep pattern '{keep}' (kept in f32)")
                     continue
                 rewrite = self._rewrite_int8 if keep else self._rewrite
-                rows.append({"function": func.sym_name.value, "layer": name, **rewrite(op, name, ctx)})
+                rows.append({"function": func.sym_name.value, "layer": name, "group": layer_group(name), **rewrite(op, name, ctx)})
         if self.report:
             write_atomically(self.report, json.dumps({"options": self._options(), "layers": rows}, indent=2) + "\n")
+
+    def _check_patterns(self, module: ir.Operation, ctx: PassContext) -> None:
+        """A skip= or keep= pattern that matches no weight of the module is an error naming
+        it and the valid layer groups (a typo, or another frontend's naming, would
+        otherwise change nothing without a word)."""
+        names: set[str] = set()
+        for func in functions(module):
+            for op in body_ops(func):
+                for result in op.results:
+                    name = ctx.weights.name_of(result)
+                    if name is not None:
+                        names |= _match_names(op, name)
+                if op.operation.name in (LINEAR, FUSED_QKV):
+                    name = ctx.weights.name_of(op.operands[1])
+                    if name is not None:
+                        names |= _match_names(op, name)
+        for option_name, entries in (("skip", self.skip), ("keep", self.keep)):
+            for entry in entries:
+                if not _matching(skip_patterns([entry]), names):
+                    groups = {g for g in map(layer_group, names) if g} | ({CLASSIFIER_GROUP} & names)
+                    raise ctx.fail(
+                        module,
+                        f"{option_name} pattern '{entry}' matches no weight of the module; layer groups: {describe_groups(groups) or 'none'}",
+                    )
 
     def _options(self) -> dict:
         return {
@@ -90,11 +116,12 @@ class Ternarize(TernaryOptions, Pass):
         bias = _bias(op)
         if bias is not None and ctx.weights.value_of(bias) is None:
             return "the bias is not a constant"
-        pattern = _matching(patterns.skip, name)
+        names = _match_names(op, name)
+        pattern = _matching(patterns.skip, names)
         if pattern:
             return f"'{name}' matches skip pattern '{pattern}'"
         # A kept classifier is rewritten in the keep-as precision even without classifier=true.
-        if not self.classifier and _is_classifier(op, name) and not _matching(patterns.keep, name):
+        if not self.classifier and _is_classifier(op, name) and not _matching(patterns.keep, names):
             return f"'{name}' is the classifier (use classifier=true to ternarize it)"
         return None
 
@@ -163,8 +190,22 @@ class _Patterns:
     keep: list[str]
 
 
-def _matching(patterns: list[str], name: str) -> str | None:
-    return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+def _matching(patterns: list[str], names: set[str]) -> str | None:
+    """The first pattern that matches one of the names."""
+    return next((p for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in names)), None)
+
+
+def _match_names(op, name: str) -> set[str]:
+    """What patterns are matched against: the weight's name as the module has it, its
+    frontend-independent name and layer group (core/llama_names.py), and `output` for the
+    classifier (also when it is the tied embedding)."""
+    names = {name, canonical_name(name)}
+    group = layer_group(name)
+    if group is not None:
+        names.add(group)
+    if op.operation.name in (LINEAR, FUSED_QKV) and _is_classifier(op, name):
+        names.add(CLASSIFIER_GROUP)
+    return names
 
 
 def _result_type(op, out_features: int) -> ir.Type:
@@ -192,8 +233,8 @@ def _relative_error(w: np.ndarray, approx: np.ndarray) -> float:
 
 
 def skip_patterns(entries) -> list[str]:
-    """Glob patterns of weight names; a plain layer group `layers.0.attention` covers the
-    weights inside it (`layers.0.attention.*`)."""
+    """Glob patterns of weight names or layer groups; a plain name `layers.0.attention`
+    also covers the weights inside it (`layers.0.attention.*`)."""
     patterns = []
     for entry in entries:
         patterns.append(entry)

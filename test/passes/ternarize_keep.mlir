@@ -1,7 +1,7 @@
-// RUN: harden-opt %s --split-input-file --harden-ternarize="keep=*.w2.*,output.weight keep-as=int8 report=%t.json" | filecheck %s --check-prefix=INT8
+// RUN: harden-opt %s --harden-ternarize="keep=*.w2.*,output.weight keep-as=int8 report=%t.json" | filecheck %s --check-prefix=INT8
 // RUN: filecheck %s --check-prefix=REPORT < %t.json
-// RUN: harden-opt %s --split-input-file --harden-ternarize="keep=*.w2.*" --harden-remarks 2>&1 | filecheck %s --check-prefix=F32
-// RUN: harden-opt %s --split-input-file --harden-ternarize="keep=*.w2.*,output.weight keep-as=int8" | harden-opt --split-input-file --harden-lower-harden-ops | filecheck %s --check-prefix=LOWER
+// RUN: harden-opt %s --harden-ternarize="keep=*.w2.*" --harden-remarks 2>&1 | filecheck %s --check-prefix=F32
+// RUN: harden-opt %s --harden-ternarize="keep=*.w2.*,output.weight keep-as=int8" | harden-opt --harden-lower-harden-ops | filecheck %s --check-prefix=LOWER
 
 // keep-as=int8: per output channel, scale = max|w| / 127. Row 0 (max 1): codes 127, -127,
 // 0, round(63.5) = 64; row 1 (max 2): 127, 127, -127, 0.
@@ -11,7 +11,6 @@
 // INT8: "harden.int8_linear"(%arg0, %[[CODES]], %[[SCALES]]) {in_features = 4 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>, out_features = 2 : i64} : (!torch.vtensor<[1,3,4],f32>, !torch.vtensor<[2,4],si8>, !torch.vtensor<[2,1],f32>) -> !torch.vtensor<[1,3,2],f32>
 // INT8-NOT: torch.aten.linear
 // INT8-NOT: tensor<2x4xf32>
-// INT8: // -----
 
 // keep-as=f32 (the default) leaves the linear alone, with a remark.
 // F32: remark: not ternarized: 'l0.mlp.w2.weight' matches keep pattern '*.w2.*' (kept in f32)
@@ -27,15 +26,6 @@
 // LOWER: arith.mulf
 // LOWER-NOT: harden.int8_linear
 // LOWER-NOT: tensor<2x4xsi8>
-// LOWER: // -----
-func.func @linear(%x: !torch.vtensor<[1,3,4],f32>) -> !torch.vtensor<[1,3,2],f32> {
-  %none = torch.constant.none
-  %w = torch.vtensor.literal(dense<[[1.0, -1.0, 0.0, 0.5], [2.0, 2.0, -2.0, 0.0]]> : tensor<2x4xf32>) {harden.name = "l0.mlp.w2.weight"} : !torch.vtensor<[2,4],f32>
-  %y = torch.aten.linear %x, %w, %none : !torch.vtensor<[1,3,4],f32>, !torch.vtensor<[2,4],f32>, !torch.none -> !torch.vtensor<[1,3,2],f32>
-  return %y : !torch.vtensor<[1,3,2],f32>
-}
-
-// -----
 
 // The layer groups harden-ternary-policy chose (module attribute harden.keep) are kept the
 // same way; a kept fused qkv becomes one int8_linear (bias in f32) and three slices. The
@@ -61,6 +51,12 @@ func.func @linear(%x: !torch.vtensor<[1,3,4],f32>) -> !torch.vtensor<[1,3,2],f32
 // LOWER-LABEL: func.func @tied_classifier
 // LOWER: linalg.matmul {{.*}} tensor<4x8xi8>
 module attributes {harden.keep = ["layers.0.attention"]} {
+func.func @linear(%x: !torch.vtensor<[1,3,4],f32>) -> !torch.vtensor<[1,3,2],f32> {
+  %none = torch.constant.none
+  %w = torch.vtensor.literal(dense<[[1.0, -1.0, 0.0, 0.5], [2.0, 2.0, -2.0, 0.0]]> : tensor<2x4xf32>) {harden.name = "l0.mlp.w2.weight"} : !torch.vtensor<[2,4],f32>
+  %y = torch.aten.linear %x, %w, %none : !torch.vtensor<[1,3,4],f32>, !torch.vtensor<[2,4],f32>, !torch.none -> !torch.vtensor<[1,3,2],f32>
+  return %y : !torch.vtensor<[1,3,2],f32>
+}
 func.func @fused_qkv(%x: !torch.vtensor<[1,3,4],f32>) -> (!torch.vtensor<[1,3,8],f32>, !torch.vtensor<[1,3,4],f32>, !torch.vtensor<[1,3,4],f32>) {
   %w = torch.vtensor.literal(dense<0.5> : tensor<16x4xf32>) {harden.name = "layers.0.attention.wq+wk+wv.weight"} : !torch.vtensor<[16,4],f32>
   %b = torch.vtensor.literal(dense<1.0> : tensor<16xf32>) : !torch.vtensor<[16],f32>
@@ -78,7 +74,7 @@ func.func @tied_classifier(%tokens: !torch.vtensor<[1,3],si64>) -> !torch.vtenso
 }
 }
 
-// The report (of the last split, as harden-opt writes it per input) names each kept
+// The report names each kept
 // layer's precision, error and bytes (codes plus f32 scales): 16 x 4 weights of 0.5 are
 // exact in int8, 64 codes + 16 scales x 4 bytes = 128 of 256 bytes.
 // REPORT: "keep_as": "int8"

@@ -1,4 +1,8 @@
-// RUN: harden-opt %s --split-input-file --harden-ternarize="skip=*.wo.*" --harden-remarks --verify-diagnostics -o %t.mlir
+// RUN: harden-opt %s --harden-ternarize="skip=*.wo.*" --harden-remarks --verify-diagnostics -o %t.mlir
+// A pattern that matches no weight is an error naming it and the layer groups there are
+// (here only the classifier: the other names are not a Llama's).
+// RUN: not harden-opt %s --harden-ternarize="keep=layers.9.attention" 2>&1 | filecheck %s --check-prefix=NOMATCH
+// NOMATCH: error: keep pattern 'layers.9.attention' matches no weight of the module; layer groups: output
 
 func.func @left_alone(%x: !torch.vtensor<[1,3,4],f32>, %w: !torch.vtensor<[2,4],f32>) -> (!torch.vtensor<[1,3,2],f32>, !torch.vtensor<[1,3,2],f32>) {
   %none = torch.constant.none
@@ -10,7 +14,6 @@ func.func @left_alone(%x: !torch.vtensor<[1,3,4],f32>, %w: !torch.vtensor<[2,4],
   return %y, %z : !torch.vtensor<[1,3,2],f32>, !torch.vtensor<[1,3,2],f32>
 }
 
-// -----
 
 func.func @classifier(%h: !torch.vtensor<[1,3,4],f32>) -> !torch.vtensor<[1,3,8],f32> {
   %none = torch.constant.none

@@ -11,7 +11,7 @@
 // RUN: harden-opt %s --harden-ternary-policy --verify-diagnostics
 
 // REMARK: remark: keeping 2 of 4 layer groups in f32 ({{[0-9]+}} more bytes): KL {{0\.[01][0-9]*}} nats
-// REMARK: remark: not ternarized: 'layers.0.attention.wq+wk+wv.weight' matches keep pattern 'layers.0.attention.*' (kept in f32)
+// REMARK: remark: not ternarized: 'layers.0.attention.wq+wk+wv.weight' matches keep pattern 'layers.0.attention' (kept in f32)
 
 // KEEP: harden.keep = ["layers.0.attention", "layers.0.feed_forward"]
 // KEEP: "harden.ternary_linear"
