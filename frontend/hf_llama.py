@@ -4,7 +4,9 @@ harden-import exports Hugging Face's modeling code for HF checkpoints, so the gr
 what transformers computes, not our re-implementation of it. Four things stand between
 that code and torch-mlir/IREE (docs/toolchain.md), handled here:
 1. the rotary `inv_freq` is a non-persistent buffer, which the FX importers cannot
-   resolve: `make_exportable` makes every buffer persistent;
+   resolve: the rotary embedding is replaced by a table of its own outputs (persistent
+   buffers; IREE's sin and cos are also too inexact to compute it in the graph), and
+   `make_exportable` makes every other buffer persistent;
 2. exporting with autograd on leaves a set-grad higher-order op: callers export under
    `torch.no_grad()`;
 3./4. HF's own mask code calls `torch.diff` and emits a scalar i1 literal, neither of
@@ -13,12 +15,12 @@ and HF's StaticCache writes with in-place `index_copy_` (no torch-mlir lowering)
 `ExplicitKVCache` holds the cache tensors given as inputs and writes with a pure scatter.
 
 The KV cache layout is the reference model's: [n_layers, 1, n_kv_heads, max_seq_len, head_dim].
-Needs the `transformers` package (extra `hf`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig as HfLlamaConfig
 from transformers import LlamaForCausalLM
@@ -68,11 +70,27 @@ def hf_config_from_dict(raw: dict) -> HfLlamaConfig:
     return config
 
 
-def computed_buffers(config: HfLlamaConfig) -> dict[str, torch.Tensor]:
-    """Buffers transformers computes at construction instead of loading them (the rotary
-    frequencies), by their name in `LlamaForCausalLM`'s state dict."""
-    rotary = LlamaRotaryEmbedding(config)
-    return {f"model.rotary_emb.{name}": buffer for name, buffer in rotary.named_buffers()}
+class RotaryTable(nn.Module):
+    """Hugging Face's rotary embedding as a table of its own outputs for positions
+    0..length-1, looked up by position. IREE's CPU sin and cos lose about 3e-8 x |angle|
+    (docs/toolchain.md); the table holds exactly what transformers computes."""
+
+    def __init__(self, rotary: LlamaRotaryEmbedding, length: int):
+        super().__init__()
+        with torch.no_grad():
+            cos, sin = rotary(torch.zeros(1), torch.arange(length)[None])
+        self.register_buffer("cos", cos[0])
+        self.register_buffer("sin", sin[0])
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.embedding(position_ids, self.cos).to(x.dtype), F.embedding(position_ids, self.sin).to(x.dtype)
+
+
+def computed_buffers(config: HfLlamaConfig, length: int) -> dict[str, torch.Tensor]:
+    """Buffers harden computes instead of loading them (the rotary tables for `length`
+    positions), by their name in the wrapped `LlamaForCausalLM`'s state dict."""
+    table = RotaryTable(LlamaRotaryEmbedding(config), length)
+    return {f"model.rotary_emb.{name}": buffer for name, buffer in table.named_buffers()}
 
 
 def make_exportable(model: LlamaForCausalLM) -> LlamaForCausalLM:
@@ -133,14 +151,15 @@ def _additive_mask(allowed: torch.Tensor) -> torch.Tensor:
 class HfLlama(nn.Module):
     """A `LlamaForCausalLM` behind the reference model's prefill/decode interface."""
 
-    def __init__(self, model: LlamaForCausalLM):
+    def __init__(self, model: LlamaForCausalLM, max_seq_len: int | None = None):
         super().__init__()
-        self.hf = make_exportable(model)
         c = model.config
+        self.max_seq_len = c.max_position_embeddings if max_seq_len is None else max_seq_len
+        model.model.rotary_emb = RotaryTable(model.model.rotary_emb, self.max_seq_len)
+        self.hf = make_exportable(model)
         self.n_layers = c.num_hidden_layers
         self.n_kv_heads = c.num_key_value_heads
         self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        self.max_seq_len = c.max_position_embeddings
 
     def empty_cache(self, max_seq_len: int | None = None) -> torch.Tensor:
         length = self.max_seq_len if max_seq_len is None else max_seq_len

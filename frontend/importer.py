@@ -40,11 +40,11 @@ from harden.core.safetensors_writer import write_safetensors
 from harden.core.weights import PARAMS_ATTR, WEIGHT_NAME, param_op
 from harden.dialects.context import make_context
 from harden.frontend.checkpoints import Source
-from harden.frontend.llama2c import EMBEDDED_MODELS
-from harden.frontend.tokenizer import TextTokenizer, check_vocabulary
 from harden.frontend.hf import HfCheckpoint
 from harden.frontend.llama import DecodeProgram, LlamaConfig, PrefillProgram
+from harden.frontend.llama2c import EMBEDDED_MODELS
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance
+from harden.frontend.tokenizer import TextTokenizer, check_vocabulary
 from harden.frontend.torch_models import build_frontend_model
 from harden.frontend.weights import FrontendError, WeightSource
 
@@ -171,7 +171,7 @@ def import_model(
     if tokenizer is not None:
         check_vocabulary(tokenizer, config.vocab_size)
 
-    model, weights, prefix = build_frontend_model(source, frontend, fake=True)
+    model, weights, prefix = build_frontend_model(source, frontend, fake=True, max_seq_len=max_seq_len)
     path = getattr(source, "path", None)
     provenance = Provenance(
         kind=source.kind,

@@ -6,7 +6,7 @@ separate q/k/v/o projections (optional biases), a SwiGLU MLP and a tied or separ
 classifier. It is written to be exported: `torch.export` + torch-mlir turn every step
 into linalg that IREE compiles, so it avoids data-dependent shapes, in-place updates and
 non-persistent buffers (the FX importers cannot resolve those). RoPE tables are computed
-inside `forward` from the positions.
+once per model as tables (buffers) the forward pass looks positions up in.
 
 RoPE pair layouts (`LlamaConfig.rope_layout`):
 * "adjacent": dimensions (2i, 2i+1) of a head form a rotated pair, as in Meta's original
@@ -143,10 +143,16 @@ def rope_inverse_frequencies(config: LlamaConfig) -> torch.Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
-def rope_angles(config: LlamaConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of position * frequency, each [len(positions), head_dim/2]."""
-    angles = positions.float()[:, None] * rope_inverse_frequencies(config)[None, :]
-    return angles.cos(), angles.sin()
+def rope_tables(config: LlamaConfig, length: int) -> dict[str, torch.Tensor]:
+    """cos and sin of position * frequency for positions 0..length-1, each [length,
+    head_dim/2], computed as Hugging Face computes them (the f32 product, torch's sin/cos).
+
+    The model looks its rows up instead of computing sin/cos in the graph: IREE's CPU sin
+    and cos lose about 3e-8 x |angle| (2e-4 at position 8192, docs/toolchain.md), while
+    these tables are exact to f32 rounding. Buffers of the model, so an export carries them
+    as constants (`ROPE_TABLES`, filled in by the frontend like weights)."""
+    angles = torch.arange(length).float()[:, None] * rope_inverse_frequencies(config)[None, :]
+    return {"rope_cos": angles.cos(), "rope_sin": angles.sin()}
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
@@ -276,6 +282,8 @@ class Llama(nn.Module):
         self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.output = None if config.tie_embeddings else nn.Linear(config.dim, config.vocab_size, bias=False)
+        for name, table in rope_tables(config, config.max_seq_len).items():
+            self.register_buffer(name, table)
 
     def classifier_weight(self) -> torch.Tensor:
         return self.tok_embeddings.weight if self.output is None else self.output.weight
@@ -290,7 +298,7 @@ class Llama(nn.Module):
         return torch.zeros(c.n_layers, batch, c.n_kv_heads, length, c.head_dim)
 
     def _run(self, tokens, positions, k_cache, v_cache, allowed, keys_from_cache):
-        cos, sin = rope_angles(self.config, positions)
+        cos, sin = F.embedding(positions, self.rope_cos), F.embedding(positions, self.rope_sin)
         x = self.tok_embeddings(tokens)
         if x.dtype != cos.dtype:  # a model cast to bf16 (benchmarks) rotates in its own dtype
             cos, sin = cos.to(x.dtype), sin.to(x.dtype)

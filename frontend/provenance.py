@@ -195,4 +195,4 @@ def exported_model_from_provenance(prov: Provenance, checkpoint: Path | None = N
     the module, `prefill(tokens, prov.max_seq_len)` for the module's cache length."""
     if prov.frontend == "reference":
         return reference_model_from_provenance(prov, checkpoint, module_dir)
-    return build_frontend_model(open_source_from_provenance(prov, checkpoint, module_dir), "hf", fake=False)[0]
+    return build_frontend_model(open_source_from_provenance(prov, checkpoint, module_dir), "hf", fake=False, max_seq_len=prov.max_seq_len)[0]

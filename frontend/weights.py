@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from harden.frontend.llama import Llama, LlamaConfig
+from harden.frontend.llama import Llama, LlamaConfig, rope_tables
 
 
 class FrontendError(Exception):
@@ -72,7 +72,7 @@ def reference_weight_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
 def build_reference_model(config: LlamaConfig, weights: WeightSource) -> Llama:
     """A `Llama` in eval mode holding `weights` (reference names)."""
     model = Llama(config)
-    model.load_state_dict(weights.state_dict(), strict=True)
+    model.load_state_dict({**weights.state_dict(), **rope_tables(config, config.max_seq_len)}, strict=True)
     return model.eval()
 
 

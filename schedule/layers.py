@@ -11,11 +11,12 @@ norm and classifier).
 
 * A weight whose name says `layers.<n>.` (harden-import's names, `harden.param` names)
   puts its op in layer n.
-* Otherwise, for an op with a weight (a matmul or the embedding):
+* Otherwise, for an op with a weight (a matmul, the embedding, a RoPE table lookup):
+  - no weighted op before it (the embedding, the RoPE table lookups every layer shares):
+    prologue;
   - it feeds an attention core with no other weighted op in between (the q/k/v
     projection of layer l): layer l;
-  - no weighted op before it (the embedding): prologue; none after it and no attention
-    after it (the classifier): epilogue;
+  - none after it and no attention after it (the classifier): epilogue;
   - else (o, gate, up, down): the layer of the last attention core before it.
 * An attention core belongs to the layer it ends, counting cores along the graph.
 * Every other op takes the layer of the first weighted op or attention core that uses its
@@ -88,10 +89,10 @@ def infer_layers(
         elif weighted[i]:
             if named[i] is not None:
                 layer[i] = named[i]
-            elif direct_core[i] < infinity:
-                layer[i] = direct_core[i]
             elif not weighted_before[i]:
                 layer[i] = PROLOGUE
+            elif direct_core[i] < infinity:
+                layer[i] = direct_core[i]
             elif not weighted_after[i] and not core_after[i]:
                 layer[i] = layer_count
             else:

@@ -6,9 +6,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bench.llama_cpp import _rope_permute
 from bench.report import BASELINE, Round, ShapeReport
 from bench.subjects import CpuMeter, RoundResult, bf16_copy, iree_bytes_per_token, torch_bytes_per_token
+from harden.frontend.gguf import permute_rope_rows
 from harden.frontend.random_init import RandomInit
 from harden.frontend.weights import TensorWeights, build_reference_model
 
@@ -63,7 +63,7 @@ def test_gguf_rope_permutation_turns_half_pairs_into_adjacent_pairs():
     for name in state:
         if name.endswith(("wq.weight", "wk.weight")):
             heads = c.n_heads if "wq" in name else c.n_kv_heads
-            state[name] = torch.from_numpy(_rope_permute(state[name].numpy(), heads))
+            state[name] = torch.from_numpy(permute_rope_rows(state[name].numpy(), heads))
     adjacent = build_reference_model(replace(c, rope_layout="adjacent"), TensorWeights(state))
     tokens = torch.tensor([[1, 5, 7, 9, 11]])
     with torch.no_grad():

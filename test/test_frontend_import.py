@@ -17,6 +17,7 @@ from harden.core.graph import body_ops, functions, ops_named
 from harden.core.source import parse_module
 from harden.core.weights import WeightStore, parameter_file_of
 from harden.dialects.context import make_context
+from harden.frontend.llama import rope_tables
 from harden.frontend.llama2c import embedded_model_path, open_embedded
 from harden.frontend.provenance import load_provenance, reference_model_from_provenance
 from harden.frontend.random_init import SHAPES, RandomWeights
@@ -128,14 +129,16 @@ def test_external_weights_go_to_a_safetensors_file(tiny_external_twice):
     assert params.path == out.with_suffix(".safetensors")
     assert not [op for op in ops_named(module, "torch.vtensor.literal") if "harden.name" in op.operation.attributes]
     weights = RandomWeights(SHAPES["tiny"], seed=3)
+    tables = rope_tables(SHAPES["tiny"], 16)  # one row per KV-cache position (--max-seq-len)
+    expected = sorted([*reference_weight_shapes(SHAPES["tiny"]), *tables])
     # Read with the safetensors library itself: the streaming writer follows its format.
     with safe_open(str(params.path), framework="pt") as f:
-        assert sorted(f.keys()) == sorted(reference_weight_shapes(SHAPES["tiny"]))
+        assert sorted(f.keys()) == expected
         for name in f.keys():
-            assert torch.equal(f.get_tensor(name), weights.tensor(name)), name
+            assert torch.equal(f.get_tensor(name), tables[name] if name in tables else weights.tensor(name)), name
     for func in functions(module):
         names = [op.operation.attributes["param_name"].value for op in body_ops(func) if op.operation.name == "harden.param"]
-        assert sorted(names) == sorted(reference_weight_shapes(SHAPES["tiny"]))  # each weight once per function
+        assert sorted(names) == expected  # each weight once per function
     # The passes read them through the weight store.
     store = WeightStore(params=params)
     linear = ops_named(module, "torch.aten.linear")[0]
@@ -265,7 +268,7 @@ def test_command_line_tool_reports_without_traceback(tmp_path):
     tool = Path(sys.executable).parent / "harden-import"
     result = subprocess.run([tool, "--model", tmp_path / "nope", "-o", tmp_path / "m.mlir"], capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr == f"harden-import: error: '{tmp_path}/nope': no such file or directory " "(expected stories260k, tiny, a llama2.c .bin file or a Hugging Face directory)\n"
+    assert result.stderr == f"harden-import: error: '{tmp_path}/nope': no such file or directory " "(expected stories260k, smollm2-135m, tiny, a llama2.c .bin file, a GGUF file or a Hugging Face directory)\n"
     assert not (tmp_path / "m.mlir").exists()
 
 
@@ -275,13 +278,16 @@ def test_provenance_of_a_moved_or_changed_checkpoint_is_refused(tmp_path):
     out = tmp_path / "m.mlir"
     assert harden_import("--model", checkpoint, "--entry", "decode", "--max-seq-len", "16", "-o", out) == 0
     prov = load_provenance(parse(out))
-    assert prov.source == str(checkpoint.resolve())
+    assert prov.source == str(checkpoint) and prov.path == str(checkpoint.resolve())
     reference_model_from_provenance(prov)
+    moved = tmp_path / "elsewhere.bin"
+    shutil.copy(checkpoint, moved)
     data = bytearray(checkpoint.read_bytes())
     data[100] ^= 1  # same size, other weights
     checkpoint.write_bytes(bytes(data))
-    with pytest.raises(FrontendError, match="changed since the import"):
+    with pytest.raises(FrontendError, match="is not the checkpoint the module was imported from"):
         reference_model_from_provenance(prov)
     checkpoint.unlink()
-    with pytest.raises(FrontendError, match="no longer exists"):
+    with pytest.raises(FrontendError, match="which is not at .* any more; pass --checkpoint PATH"):
         reference_model_from_provenance(prov)
+    reference_model_from_provenance(prov, checkpoint=moved)  # found where the caller says, same sha256

@@ -100,7 +100,7 @@ def test_ternary_checkpoint_hardens_losslessly(work, cache):
     source = open_model("stories260k")
     state = source.reference_model().state_dict()
     for name, weight in state.items():
-        if name.split(".")[-2] in LINEAR_NAMES:
+        if name.endswith(".weight") and name.split(".")[-2] in LINEAR_NAMES:
             state[name] = torch.from_numpy(ternarize(weight.numpy(), "absmean", "channel").dequantize())
     write_llama2c(work / "ternary.bin", source.config, state)
     tool("harden-import", "--model", work / "ternary.bin", "--seq-len", "16", "--max-seq-len", "32", "-o", work / "t.mlir")
