@@ -1,7 +1,7 @@
 """The files a benchmark runs, made by harden's own tools, and how long each stage took.
 
 Per shape, in out/bench/<shape>/:
-    model.mlir (+ model.safetensors)      harden-import (--model stories260k | --random-init SHAPE)
+    model.mlir (+ model.safetensors)      harden-import (--model stories260k | smollm2-135m | --random-init SHAPE)
     f32.mlir                              harden-pipeline with ternarize=false (fused QKV, f32)
     ternary.mlir                          harden-pipeline with its defaults (kernel=auto: the C
                                           custom dispatches where this host runs them)
@@ -91,7 +91,9 @@ class ShapeFiles:
 
 
 def import_command(shape: str, output: Path, seq_len: int, max_seq_len: int) -> list[str]:
-    source = ["--model", shape] if shape == "stories260k" else ["--random-init", shape]
+    from harden.frontend.random_init import SHAPES
+
+    source = ["--random-init", shape] if shape in SHAPES else ["--model", shape]
     return [str(BIN / "harden-import"), *source, "--seq-len", str(seq_len), "--max-seq-len", str(max_seq_len), "-o", str(output)]
 
 

@@ -35,15 +35,24 @@ CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=O
 QK_K = 256  # TQ2_0 blocks hold 256 values of one row
 
 
+# llama-bench measures; llama-quantize requantizes a GGUF (TQ1_0/TQ2_0 of a real model);
+# llama-perplexity is llama.cpp's own KL/perplexity tool, for comparisons by hand.
+TARGETS = ("llama-bench", "llama-quantize", "llama-perplexity")
+
+
 def bench_binary(directory: Path = DEFAULT_DIR) -> Path:
     return directory / "build" / "bin" / "llama-bench"
 
 
+def tool_binary(name: str, directory: Path = DEFAULT_DIR) -> Path:
+    return directory / "build" / "bin" / name
+
+
 def build(directory: Path = DEFAULT_DIR, log=sys.stderr) -> Path:
-    """Builds llama-bench (once; an existing binary is kept). Raises RuntimeError with the
-    failing step's last lines."""
+    """Builds llama-bench and the other TARGETS (once; existing binaries are kept). Returns
+    llama-bench; raises RuntimeError with the failing step's last lines."""
     binary = bench_binary(directory)
-    if binary.exists():
+    if all(tool_binary(t, directory).exists() for t in TARGETS):
         return binary
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -68,10 +77,24 @@ def build(directory: Path = DEFAULT_DIR, log=sys.stderr) -> Path:
             tar.extractall(directory, filter="data")
     source = directory / top / "vendor" / "llama.cpp"
     generator = ["-G", "Ninja"] if _which("ninja") else []
-    step("cmake configure", ["cmake", "-S", str(source), "-B", str(directory / "build"), *generator, *CMAKE_FLAGS])
-    step("build of llama-bench (about 10 minutes on 2 cores)",
-         ["cmake", "--build", str(directory / "build"), "--target", "llama-bench", "-j", str(os.cpu_count() or 2)])
+    if not (directory / "build" / "CMakeCache.txt").exists():
+        step("cmake configure", ["cmake", "-S", str(source), "-B", str(directory / "build"), *generator, *CMAKE_FLAGS])
+    step(f"build of {', '.join(TARGETS)} (about 10 minutes on 2 cores)",
+         ["cmake", "--build", str(directory / "build"), "--target", *TARGETS, "-j", str(os.cpu_count() or 2)])
     return binary
+
+
+def requantize(source: Path, target: Path, qtype: str, directory: Path = DEFAULT_DIR) -> None:
+    """`llama-quantize --allow-requantize source target qtype` (llama.cpp picks its own
+    fall-back types for rows that do not fit the type's blocks), atomically."""
+    from harden.core.files import atomic_path
+
+    with atomic_path(target) as tmp:
+        result = subprocess.run([str(tool_binary("llama-quantize", directory)), "--allow-requantize", str(source), str(tmp), qtype],
+                                capture_output=True, text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
+            raise RuntimeError(f"llama-quantize to {qtype} failed (exit {result.returncode}):\n{tail}")
 
 
 def _which(name: str) -> bool:

@@ -1,8 +1,10 @@
-"""Benchmark suite: torch, IREE f32, IREE ternary (three variants) and llama.cpp TQ2_0, side by side.
+"""Benchmark suite: torch, IREE f32, IREE ternary (three variants) and llama.cpp, side by side.
 
 Engines: torch eager f32/bf16, IREE f32 (unhardened), IREE ternary (hardened, with
-kernel=exact, and with the classifier in int8) and llama.cpp TQ2_0, measured in one run,
-per model shape.
+kernel=exact, and with the classifier in int8) and llama.cpp, measured in one run, per model
+shape: the random-weight shapes as TQ2_0 written by harden; SmolLM2-135M-Instruct (real
+weights) as the GGUF its package ships (Q4_1) and requantized by llama-quantize to TQ2_0 and
+TQ1_0.
 
 For each shape: import it and run harden-opt's pipelines (timed per stage: bench/artifacts.py),
 compile the pipeline outputs with IREE (timed), load every engine (bench/subjects.py), then
@@ -16,7 +18,7 @@ default (kernel=auto: the C kernels where this host runs them); "IREE ternary ke
 adds `kernel=exact` (the portable pure-linalg kernel); "IREE ternary, int8 classifier" adds
 `keep=output,tok_embeddings keep-as=int8`.
 
-    .venv/bin/python -m bench.run            # make bench: stories260k, llama-100m, tinyllama-1.1b
+    .venv/bin/python -m bench.run            # make bench: stories260k, smollm2-135m, llama-100m, tinyllama-1.1b
     .venv/bin/python -m bench.run --quick    # make bench-quick: llama-100m, 3 rounds of 8 decode steps
 
 Writes bench/results.json (--quick: out/bench/results-quick.json; or --json) and prints
@@ -47,9 +49,13 @@ from bench.artifacts import StageError, prepare, stages_json
 from bench.bandwidth import BandwidthProbe
 from bench.report import CONTENDED, Round, ShapeReport, format_table
 from bench.subjects import CORES, LlamaCppSubject, Subject, iree_subject, torch_subjects
+from harden.frontend.checkpoints import PACKAGED_MODELS
+from harden.frontend.llama2c import EMBEDDED_MODELS
 from harden.frontend.random_init import SHAPES
 
-FULL_SHAPES = ["stories260k", "llama-100m", "tinyllama-1.1b"]
+NAMED_MODELS = (*EMBEDDED_MODELS, *PACKAGED_MODELS)  # real weights, imported with --model
+
+FULL_SHAPES = ["stories260k", "smollm2-135m", "llama-100m", "tinyllama-1.1b"]
 # stories260k (1 MB of weights) measures per-call overheads only; the quick run spends its
 # three minutes on the smallest shape where weights dominate.
 QUICK_SHAPES = ["llama-100m"]
@@ -98,7 +104,9 @@ def build_subjects(files, args, report: ShapeReport, llama_bench: Path | None) -
         report.stages[stage] = {"seconds": seconds, "cache_hit": hit}
         subjects.append(subject)
     config = any_module.provenance.config
-    if llama_bench is not None:
+    if llama_bench is not None and files.shape in PACKAGED_MODELS:
+        subjects += real_model_llama_cpp_subjects(files, args, report, llama_bench)
+    elif llama_bench is not None:
         if files.shape not in SHAPES or not llama_cpp.supports(config):
             report.notes.append(f"{LLAMA_CPP_LABEL}: not measured (written for random-init shapes whose rows are "
                                 "multiples of 256, TQ2_0's block)")
@@ -112,6 +120,36 @@ def build_subjects(files, args, report: ShapeReport, llama_bench: Path | None) -
             bench = llama_cpp.LlamaBench(llama_bench, gguf, CORES)
             subjects.append(LlamaCppSubject(LLAMA_CPP_LABEL, bench, llama_cpp.gguf_bytes_per_token(gguf)))
     return subjects, config.vocab_size
+
+
+def real_model_llama_cpp_subjects(files, args, report: ShapeReport, llama_bench: Path) -> list[Subject]:
+    """llama.cpp on a real model's GGUF as shipped, and requantized to TQ2_0 and TQ1_0 with
+    llama-quantize (which keeps its own fall-back types for rows that do not fit 256-blocks:
+    the label gives the effective bits per weight, from the file size)."""
+    from harden.frontend.checkpoints import PACKAGED_MODELS, open_model
+
+    shipped = PACKAGED_MODELS[files.shape].path(files.shape)
+    parameters = open_model(files.shape).config.num_parameters()
+    shipped_type = shipped.stem.rsplit(".", 1)[-1]
+    ggufs = {f"{shipped_type} (as shipped)": shipped}
+    for qtype in ("TQ2_0", "TQ1_0"):
+        target = files.directory / f"{qtype.lower()}.gguf"
+        if not (args.reuse and target.exists()):
+            log(f"[{files.shape}] llama-quantize {qtype} ...")
+            start = time.perf_counter()
+            try:
+                llama_cpp.requantize(shipped, target, qtype, args.llama_cpp_dir)
+            except (RuntimeError, OSError) as e:
+                report.notes.append(f"llama.cpp {qtype}: {short(e)}")
+                continue
+            report.stages[f"llama-quantize {qtype}"] = {"seconds": time.perf_counter() - start}
+        ggufs[f"{qtype} (requantized)"] = target
+    subjects = []
+    for what, gguf in ggufs.items():
+        bits = gguf.stat().st_size * 8 / parameters
+        label = f"llama.cpp {what}, {bits:.1f} b/w"
+        subjects.append(LlamaCppSubject(label, llama_cpp.LlamaBench(llama_bench, gguf, CORES), llama_cpp.gguf_bytes_per_token(gguf)))
+    return subjects
 
 
 def measure_shape(shape: str, args, probe: BandwidthProbe, llama_bench: Path | None) -> ShapeReport:
@@ -160,7 +198,7 @@ def locate_llama_bench(args) -> tuple[Path | None, str | None]:
     if args.no_llama_cpp:
         return None, "llama.cpp skipped (--no-llama-cpp)"
     binary = llama_cpp.bench_binary(args.llama_cpp_dir)
-    if binary.exists():
+    if binary.exists() and (args.quick or all(llama_cpp.tool_binary(t, args.llama_cpp_dir).exists() for t in llama_cpp.TARGETS)):
         return binary, None
     if args.quick:
         return None, f"llama.cpp not built ({binary} missing; `make llama-cpp` builds it, about 10 minutes)"
@@ -205,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llama-cpp-dir", type=Path, default=llama_cpp.DEFAULT_DIR, help="llama.cpp build directory (default out/llama.cpp)")
     args = parser.parse_args(argv)
     shapes = args.shapes.split(",") if args.shapes else (QUICK_SHAPES if args.quick else FULL_SHAPES)
-    unknown = [shape for shape in shapes if shape not in SHAPES and shape != "stories260k"]
+    unknown = [shape for shape in shapes if shape not in SHAPES and shape not in NAMED_MODELS]
     if unknown:
-        parser.error(f"unknown shape {', '.join(unknown)} (known: stories260k, {', '.join(SHAPES)})")
+        parser.error(f"unknown shape {', '.join(unknown)} (known: {', '.join(NAMED_MODELS)}, {', '.join(SHAPES)})")
     args.rounds = args.rounds or (3 if args.quick else 5)
     args.decode_steps = args.decode_steps or (8 if args.quick else 16)
     args.json = args.json or (args.out / "results-quick.json" if args.quick else Path("bench/results.json"))

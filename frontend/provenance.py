@@ -168,7 +168,7 @@ def tokenizer_from_provenance(prov: Provenance, tokenizer: Path | None = None, c
     """The module's tokenizer; raises FrontendError when it has none. A tokenizer stored in
     the checkpoint (GGUF, Hugging Face) moves with --checkpoint."""
     if prov.tokenizer is None and tokenizer is None:
-        raise FrontendError(f"the module of '{prov.source}' records no tokenizer (import it with --tokenizer FILE, or use --prompt-ids)")
+        raise FrontendError(f"the module records no tokenizer for '{prov.source}' (import it with --tokenizer FILE, or use --prompt-ids)")
     if prov.tokenizer is None:
         raise FrontendError("--tokenizer replaces a recorded tokenizer; this module records none (import it with --tokenizer FILE)")
     location = tokenizer

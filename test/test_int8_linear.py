@@ -90,3 +90,29 @@ def test_the_executable_keeps_the_weight_in_int8():
     assert k * n <= len(vmfb) < 2 * k * n
     (y,) = IreeModule(vmfb).call(name, x)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frontend", ["reference", "hf"])
+def test_layer_groups_name_the_same_layers_whatever_the_frontend(frontend, tmp_path):
+    """keep=layers.0.attention,output keep-as=int8 keeps the same linears of a reference
+    export (layers.0.attention.wq...) and of a Hugging Face one (model.layers.0.self_attn...),
+    and a pattern that names nothing is an error listing the groups there are."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent
+    module = tmp_path / "m.mlir"
+    imported = subprocess.run([bin_dir / "harden-import", "--random-init", "tiny", "--frontend", frontend, "--seq-len", "4",
+                               "--max-seq-len", "8", "--entry", "decode", "-o", module], capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
+    kept = subprocess.run([bin_dir / "harden-opt", module, "--harden-fuse-qkv", "--harden-ternarize=keep=layers.0.attention,output keep-as=int8"],
+                          capture_output=True, text=True)
+    assert kept.returncode == 0, kept.stderr
+    # layer 0's fused q/k/v and o, and the classifier in int8; layer 0's MLP and all of layer 1 ternary.
+    assert kept.stdout.count('"harden.int8_linear"') == 3 and kept.stdout.count('"harden.ternary_linear"') == 3 + 5
+    wrong = subprocess.run([bin_dir / "harden-opt", module, "--harden-ternarize=keep=model.layers.0.attn"], capture_output=True, text=True)
+    lines = wrong.stderr.strip().splitlines()
+    assert wrong.returncode == 1 and len(lines) == 1, wrong.stderr
+    assert "keep pattern 'model.layers.0.attn' matches no weight of the module; layer groups: " \
+        "layers.N.attention and layers.N.feed_forward for N in 0..1, output, tok_embeddings" in lines[0]

@@ -99,7 +99,7 @@ def reference_engine(args, model):
         try:
             torch_model = exported_model_from_provenance(model.provenance, _path(args.checkpoint), model.path.parent)
         except FrontendError as e:
-            raise CommandError(str(e), USAGE) from None
+            raise CommandError(f"'{model.path}': {e}") from None
         source = f"{model.provenance.source} ({model.provenance.frontend} PyTorch model)"
         return TorchEngine(torch_model, model.seq_len, model.max_seq_len, "torch"), {"kind": "torch", "source": source}
     other = load(args.reference)
@@ -122,11 +122,11 @@ def _path(text: str | None) -> Path | None:
 def module_tokenizer(args, model) -> TextTokenizer:
     """The tokenizer the module's provenance records (--prompt, --text)."""
     if model.provenance is None:
-        raise CommandError(f"'{model.path}' records no provenance, so it has no tokenizer; use --prompt-ids", USAGE)
+        raise CommandError(f"'{model.path}' records no provenance, so it has no tokenizer; use --prompt-ids")
     try:
         return tokenizer_from_provenance(model.provenance, _path(args.tokenizer), _path(args.checkpoint))
     except FrontendError as e:
-        raise CommandError(str(e), USAGE) from None
+        raise CommandError(f"'{model.path}': {e}") from None
 
 
 def prompt_tokens(args, tokenizer: TextTokenizer | None) -> list[int] | None:
@@ -138,7 +138,7 @@ def prompt_tokens(args, tokenizer: TextTokenizer | None) -> list[int] | None:
     try:
         ids = tokenizer.encode_chat(args.prompt) if args.chat else tokenizer.encode(args.prompt)
     except FrontendError as e:
-        raise CommandError(str(e), USAGE) from None
+        raise CommandError(str(e)) from None
     if not ids:
         raise CommandError("--prompt gives no tokens", USAGE)
     return ids
@@ -149,14 +149,14 @@ def text_sequences(args, tokenizer: TextTokenizer, seq_len: int, max_seq_len: in
     try:
         text = Path(args.text).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CommandError(f"--text '{args.text}': no such file", USAGE) from None
+        raise CommandError(f"--text '{args.text}': no such file") from None
     except (UnicodeDecodeError, OSError) as e:
-        raise CommandError(f"--text '{args.text}': cannot read it as UTF-8 text ({e.__class__.__name__})", USAGE) from None
+        raise CommandError(f"--text '{args.text}': cannot read it as UTF-8 text ({e.__class__.__name__})") from None
     ids = tokenizer.encode(text)
     bos = tokenizer.backend.bos_token_id if ids and ids[0] == tokenizer.backend.bos_token_id else None
     body = ids[1:] if bos is not None else ids
     if not body:
-        raise CommandError(f"--text '{args.text}': the file holds no text", USAGE)
+        raise CommandError(f"--text '{args.text}': the file holds no text")
     length = args.seq_len or seq_len
     if not 2 <= length <= max_seq_len:
         raise CommandError(f"--seq-len must be in [2, {max_seq_len}] (the module's KV cache) for --text, got {length}", USAGE)
