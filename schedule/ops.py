@@ -438,7 +438,6 @@ def _broadcast(op, full: str) -> OpModel:
 
 def _repeat_interleave(op, full: str) -> OpModel:
     src = tensor_info(op.operands[0].type).shape
-    out = _results(op)[0].shape
     repeats, d = _const(op.operands[1]), _dim(op.operands[2], len(src)) if len(op.operands) > 2 else None
     if full != "aten.repeat_interleave.self_int" or not isinstance(repeats, int) or d is None:
         return _move(op, full)
