@@ -248,6 +248,108 @@ class Int8LinearOp(Harden.Operation, name="int8_linear"):
         return _linear_operands_error(self, in_f, out_f, ("weight", (out_f, in_f), "i8 codes"), ("scales", (out_f, 1)))
 
 
+def _int_grid_error(op, rows: int, in_f: int) -> str | None:
+    """Checks of the n-bit grid shared by int_linear and int_embedding: bits, group_size,
+    codes i8 [rows, in_f], scales (and mins) f16 [rows, in_f / group_size]."""
+    missing = _attribute_error(op, ("bits", "group_size"))
+    if missing:
+        return missing
+    bits, group = op.bits.value, op.group_size.value
+    if not 2 <= bits <= 8:
+        return f"bits must be in [2, 8], got {bits}"
+    if group <= 0 or in_f % group:
+        return f"group_size must divide {in_f}, got {group}"
+    if op.mins is not None and bits > 7:
+        return f"an affine grid (with mins) holds at most 7-bit codes in i8, got bits = {bits}"
+    groups = in_f // group
+    checks = [
+        lambda: _check_shape("weight", tensor_info(op.weight.type), (rows, in_f)),
+        lambda: _check_dtype("weight", tensor_info(op.weight.type), "i8", f"{bits}-bit codes in i8"),
+        lambda: _check_shape("scales", tensor_info(op.scales.type), (rows, groups)),
+        lambda: _check_dtype("scales", tensor_info(op.scales.type), "f16", "f16"),
+    ]
+    if op.mins is not None:
+        checks += [
+            lambda: _check_shape("mins", tensor_info(op.mins.type), (rows, groups)),
+            lambda: _check_dtype("mins", tensor_info(op.mins.type), "f16", "f16"),
+        ]
+    return _first_error(*checks)
+
+
+class IntLinearOp(Harden.Operation, name="int_linear"):
+    """y = x @ W^T (+ b) with W = scales * Q (+ mins) per group of `group_size` input columns.
+
+    `weight` holds the `bits`-bit integer codes Q, one per i8 element: i8 [out_features,
+    in_features] (nn.Linear's layout), in [-2^(bits-1), 2^(bits-1) - 1] without mins
+    (symmetric) or in [0, 2^bits - 1] with them (affine). `scales` and the optional `mins`
+    are f16 [out_features, in_features / group_size]; `bias` (optional) [out_features]. The
+    stored size counts `bits` per code (quant/intn.py): the i8 element is the IR's carrier.
+    """
+
+    input: ext.Operand[Any]
+    weight: ext.Operand[Any]
+    scales: ext.Operand[Any]
+    in_features: ir.IntegerAttr
+    out_features: ir.IntegerAttr
+    bits: ir.IntegerAttr
+    group_size: ir.IntegerAttr
+    output: ext.Result[Any]
+    mins: ext.Operand[Any] | None = None
+    bias: ext.Operand[Any] | None = None
+
+    def verify_invariants(self) -> bool:
+        return _report(self, self._error())
+
+    def _error(self) -> str | None:
+        missing = _attribute_error(self, ("in_features", "out_features"))
+        if missing:
+            return missing
+        in_f, out_f = self.in_features.value, self.out_features.value
+        if in_f <= 0 or out_f <= 0:
+            return f"in_features and out_features must be positive, got {in_f} and {out_f}"
+        x, y = tensor_info(self.input.type), tensor_info(self.output.type)
+        checks = [
+            lambda: _int_grid_error(self, out_f, in_f),
+            lambda: _check_last_dim("input", x, in_f),
+            lambda: _check_last_dim("result", y, out_f),
+            lambda: _check_rows_match(x, y, "result"),
+        ]
+        if self.bias is not None:
+            checks.append(lambda: _check_shape("bias", tensor_info(self.bias.type), (out_f,)))
+        return _first_error(*checks)
+
+
+class IntEmbeddingOp(Harden.Operation, name="int_embedding"):
+    """Rows of an n-bit table: result[..., d] = scales[i, d / group_size] * Q[i, d] (+ mins) for
+    i = indices[...]. The table is stored as `harden.int_linear`'s weight is (codes i8
+    [num_embeddings, dim], f16 scales and optional mins [num_embeddings, dim / group_size]),
+    so a classifier tied to the embedding reads the same constants: stored once."""
+
+    indices: ext.Operand[Any]
+    weight: ext.Operand[Any]
+    scales: ext.Operand[Any]
+    bits: ir.IntegerAttr
+    group_size: ir.IntegerAttr
+    output: ext.Result[Any]
+    mins: ext.Operand[Any] | None = None
+
+    def verify_invariants(self) -> bool:
+        return _report(self, self._error())
+
+    def _error(self) -> str | None:
+        w, idx, y = tensor_info(self.weight.type), tensor_info(self.indices.type), tensor_info(self.output.type)
+        if w is None or w.rank != 2 or None in w.shape:
+            return "weight must be a static 2-D tensor of codes"
+        if idx is None or y is None:
+            return "indices and result must be ranked tensors"
+        rows, dim = w.shape
+        return _first_error(
+            lambda: _int_grid_error(self, rows, dim),
+            lambda: None if idx.storage_dtype in ("i64", "i32") else f"indices must be integers, got {idx.dtype}",
+            lambda: _check_shape("result", y, (*idx.shape, dim)),
+        )
+
+
 class ParamOp(Harden.Operation, name="param"):
     """A weight kept outside the IR: tensor `name` of the module's parameter file.
 
@@ -320,3 +422,17 @@ def build_int8_linear(x, weight, scales, *, result_type, bias=None, loc=None, ip
     """Creates a `harden.int8_linear` from i8 codes [out, in] and f32 scales [out, 1]."""
     out_features, in_features = tensor_info(weight.type).shape
     return Int8LinearOp(x, weight, scales, _i64(in_features), _i64(out_features), result_type, bias=bias, loc=loc, ip=ip)
+
+
+def build_int_linear(x, weight, scales, *, bits: int, group_size: int, result_type, mins=None, bias=None, loc=None, ip=None) -> IntLinearOp:
+    """Creates a `harden.int_linear` from i8 codes [out, in] and f16 scales (and mins) [out, groups]."""
+    out_features, in_features = tensor_info(weight.type).shape
+    return IntLinearOp(
+        x, weight, scales, _i64(in_features), _i64(out_features), _i64(bits), _i64(group_size), result_type,
+        mins=mins, bias=bias, loc=loc, ip=ip,
+    )
+
+
+def build_int_embedding(indices, weight, scales, *, bits: int, group_size: int, result_type, mins=None, loc=None, ip=None) -> IntEmbeddingOp:
+    """Creates a `harden.int_embedding` gathering rows of an n-bit table."""
+    return IntEmbeddingOp(indices, weight, scales, _i64(bits), _i64(group_size), result_type, mins=mins, loc=loc, ip=ip)

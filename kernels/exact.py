@@ -204,7 +204,7 @@ def kernel_function_text(fn, M, N, K, pk, bias=False) -> str:
         y = "%ys"
     if bias:
         A(f"    %eb = tensor.empty() : {T((M,N),'f32')}")
-        A(f"    %yb = linalg.generic {{indexing_maps = [affine_map<(m, n) -> (m, n)>, affine_map<(m, n) -> (n)>, affine_map<(m, n) -> (m, n)>], iterator_types = [\"parallel\", \"parallel\"]}}")
+        A("    %yb = linalg.generic {indexing_maps = [affine_map<(m, n) -> (m, n)>, affine_map<(m, n) -> (n)>, affine_map<(m, n) -> (m, n)>], iterator_types = [\"parallel\", \"parallel\"]}")
         A(f"        ins({y}, %b : {T((M,N),'f32')}, {T((N,),'f32')}) outs(%eb : {T((M,N),'f32')}) {{")
         A("    ^bb0(%yv: f32, %bv: f32, %o: f32):")
         A("      %r = arith.addf %yv, %bv : f32")

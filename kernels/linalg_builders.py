@@ -194,3 +194,11 @@ def fake_quantize_int8_rows(x: ir.Value) -> ir.Value:
         ["parallel", "parallel"],
         quantize,
     )
+
+
+def split_columns(w: ir.Value, group_size: int) -> ir.Value:
+    """[R, K] -> [R, K / group_size, group_size]: a matrix's rows cut into column groups."""
+    rows, columns = tensor_info(w.type).shape
+    element = ir.RankedTensorType(w.type).element_type
+    groups = ir.ArrayAttr.get([ir.ArrayAttr.get([_i64(0)]), ir.ArrayAttr.get([_i64(1), _i64(2)])])
+    return tensor.ExpandShapeOp(ranked([rows, columns // group_size, group_size], element), w, groups, [], [rows, columns // group_size, group_size]).result

@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import arith, func, linalg, ml_program
+from torch_mlir.dialects import arith, func, linalg, ml_program, tensor
 
 from harden.core.graph import defining_op, ops_named
 from harden.core.pass_base import Pass, PassContext, option
@@ -41,7 +41,9 @@ class LowerHardenOps(Pass):
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
-    int8_linear (a layer kept with keep-as=int8) becomes a matmul on the i8 codes (laid
+    int_linear (n-bit codes in groups) becomes one generic that widens each code where it
+    multiplies, int_embedding a generic that gathers codes and scales by index; int8_linear
+    (a layer kept with keep-as=int8) becomes a matmul on the i8 codes (laid
     out [K, N] offline) and the per-channel scale.
     A `harden.param` becomes an external
     `ml_program.global` (one per parameter name) that the IREE step binds to the
@@ -63,6 +65,10 @@ class LowerHardenOps(Pass):
             weight = defining_op(op.weight)
             _replace(op, [_lower_int8_linear(op, ctx)])
             erase_if_unused(weight)  # the matmul reads its own [K, N] copy
+        for op in ops_named(module, "harden.int_linear"):
+            _replace(op, [_lower_int_linear(op, ctx)])
+        for op in ops_named(module, "harden.int_embedding"):
+            _replace(op, [_lower_int_embedding(op)])
         kernels = _KernelFunctions(module)
         linears = ops_named(module, "harden.ternary_linear")
         use_vnni = self.kernel in ("auto", "vnni") and bool(linears) and _vnni_available(linears[0], ctx, self.kernel)
@@ -240,6 +246,70 @@ def _lower_int8_linear(op, ctx: PassContext) -> ir.Value:
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
+
+
+def _dequantized(code, scale, minimum=None) -> ir.Value:
+    """f32 value of an n-bit code: code * scale (+ min), scale and min widened from f16."""
+    w = arith.mulf(arith.sitofp(lb.f32(), code), arith.extf(lb.f32(), scale))
+    return arith.addf(w, arith.extf(lb.f32(), minimum)) if minimum is not None else w
+
+
+def _lower_int_linear(op, ctx: PassContext) -> ir.Value:
+    """y[m, n] = sum over groups g and columns j of x[m, g, j] * (Q[n, g, j] * s[n, g] (+ min[n, g])):
+    one generic that widens each i8 code where it multiplies, so the executable reads one
+    byte per code and an f16 scale per group (no f32 copy of the weight)."""
+    shape = _static_input(op, ctx)
+    group, n = op.group_size.value, op.out_features.value
+    with ir.InsertionPoint(op), op.location:
+        x = lb.split_columns(lb.collapse_rows(lb.to_builtin(op.input)), group)
+        rows = tensor_info(x.type).shape[0]
+        inputs = [x, lb.split_columns(lb.to_builtin(op.weight), group), lb.to_builtin(op.scales)]
+        maps = ["(m, n, g, j) -> (m, g, j)", "(m, n, g, j) -> (n, g, j)", "(m, n, g, j) -> (n, g)"]
+        if op.mins is not None:
+            inputs.append(lb.to_builtin(op.mins))
+            maps.append("(m, n, g, j) -> (n, g)")
+
+        def body(xv, code, scale, *rest):
+            *minimum, acc = rest
+            return arith.addf(acc, arith.mulf(xv, _dequantized(code, scale, *minimum)))
+
+        y = lb.generic(inputs, lb.zeros([rows, n]), [*maps, "(m, n, g, j) -> (m, n)"], ["parallel", "parallel", "reduction", "reduction"], body)
+        if op.bias is not None:
+            y = lb.add_bias(y, lb.to_builtin(op.bias))
+        return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
+
+
+def _lower_int_embedding(op) -> ir.Value:
+    """result[..., d] = Q[i, d] * s[i, d / group] (+ min) at i = indices[...]: a generic over
+    the result that reads each row's codes and scales by index, as torch-mlir lowers
+    aten.embedding (the table stays n-bit codes and f16 scales)."""
+    group = op.group_size.value
+    index_shape = list(tensor_info(op.indices.type).shape)
+    dim = tensor_info(op.weight.type).shape[1]
+    rank = len(index_shape) + 1
+    dims = ", ".join(f"d{i}" for i in range(rank))
+    with ir.InsertionPoint(op), op.location:
+        codes, scales = lb.to_builtin(op.weight), lb.to_builtin(op.scales)
+        mins = lb.to_builtin(op.mins) if op.mins is not None else None
+        index_type = ir.IndexType.get()
+
+        def body(token, _out):
+            row = arith.index_cast(index_type, token)
+            column = linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), rank - 1)).result
+            group_index = arith.divui(column, arith.ConstantOp(index_type, group).result)
+            code = tensor.ExtractOp(codes, [row, column]).result
+            scale = tensor.ExtractOp(scales, [row, group_index]).result
+            minimum = tensor.ExtractOp(mins, [row, group_index]).result if mins is not None else None
+            return _dequantized(code, scale, minimum)
+
+        y = lb.generic(
+            [lb.to_builtin(op.indices)],
+            lb.zeros([*index_shape, dim]),
+            [f"({dims}) -> ({', '.join(f'd{i}' for i in range(rank - 1))})", f"({dims}) -> ({dims})"],
+            ["parallel"] * rank,
+            body,
+        )
+        return lb.from_builtin(y, op.output.type)
 
 
 def _scale_map(kind: str, group_size: int) -> str:
