@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harden.eval.qat import HELDOUT_SEED, agreement, sample_tokens, ternarized_linears
+from harden.eval.evaluate import sample_tokens
+from harden.eval.qat import HELDOUT_SEED, agreement, ternarized_linears
 from harden.frontend.checkpoints import open_model
 from harden.quant.ternary import ternarize
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -45,16 +44,17 @@ def option(default: Any, help: str, shown_default: str | None = None) -> Any:
 @dataclass
 class PassContext:
     """What a pass may use besides the IR: diagnostics, the module's weight values, and
-    measurements the tools inject (passes never import the layers that run models):
-
-    measure_sensitivity: builds the per-layer-group KL measurement harden-ternary-policy
-      needs, `measure_sensitivity(module, options, samples, seq_len, seed)`; harden-opt
-      supplies `harden.eval.sensitivity.module_sensitivity`.
+    measurements of the PyTorch model the module came from, which the tools inject (passes
+    never import the layers that run models): `measurements` has
+    `calibration(module, samples, seq_len, seed, text)` (Hessians of every linear's input)
+    and `sensitivity(module, options, samples, seq_len, seed)` (KL of replaced weights);
+    harden-opt supplies `harden.eval.measurements.ModelMeasurements`. None: the driver has
+    none, and a pass that needs them fails at the module.
     """
 
     diagnostics: DiagnosticSink
     weights: WeightStore = field(default_factory=WeightStore)
-    measure_sensitivity: Callable[..., Any] | None = None
+    measurements: Any = None
 
     def remark(self, op, message: str) -> None:
         self.diagnostics.report("remark", _location(op), message)

@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from harden.backend.engines import Engine, EngineState
 from harden.eval.metrics import log_softmax
 
 PAD_TOKEN = 0
+BOS = 1  # the BOS of llama2.c models and SmolLM2's <|im_start|>: where sampled sequences start
 
 
 def _padded(tokens: list[int], length: int) -> np.ndarray:
@@ -44,6 +46,21 @@ def sample_sequences(engine: Engine, count: int, length: int, seed: int, bos: in
                 next_logits = logits[0, 0]
         sequences.append(tokens)
     return sequences
+
+
+@torch.no_grad()
+def sample_tokens(model, count: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """[count, length] sequences from BOS, sampled at temperature 1 from a PyTorch model
+    (the reference `Llama`) all at once, through its KV cache."""
+    tokens = torch.full((count, 1), BOS, dtype=torch.int64)
+    logits, k, v = model.prefill(tokens, max_seq_len=length)
+    out = [tokens]
+    for pos in range(1, length):
+        probs = torch.softmax(logits[:, -1].float(), dim=-1)
+        out.append(torch.multinomial(probs, 1, generator=generator))
+        if pos + 1 < length:
+            logits, k, v = model.decode(out[-1], torch.tensor([pos]), k, v)
+    return torch.cat(out, dim=1)
 
 
 def run_prompt(engine: Engine, tokens: list[int]) -> tuple[np.ndarray, EngineState]:

@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from harden.eval.evaluate import sample_tokens
 from harden.eval.sensitivity import CLASSIFIERS
 from harden.frontend.llama import Llama
 from harden.quant.options import TernaryOptions
 from harden.quant.ternary import ternarize_as
 
-BOS = 1
 HELDOUT_SEED = 8_675_309
 """Seed of the held-out sequences; training samples come from the seed the user gives."""
 
@@ -79,20 +79,6 @@ def ternarized_linears(model: Llama) -> dict[str, torch.nn.Linear]:
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in CLASSIFIERS
     }
-
-
-@torch.no_grad()
-def sample_tokens(model: Llama, count: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    """[count, length] sequences from BOS, sampled at temperature 1 with the KV cache."""
-    tokens = torch.full((count, 1), BOS, dtype=torch.int64)
-    logits, k, v = model.prefill(tokens, max_seq_len=length)
-    out = [tokens]
-    for pos in range(1, length):
-        probs = torch.softmax(logits[:, -1].float(), dim=-1)
-        out.append(torch.multinomial(probs, 1, generator=generator))
-        if pos + 1 < length:
-            logits, k, v = model.decode(out[-1], torch.tensor([pos]), k, v)
-    return torch.cat(out, dim=1)
 
 
 @torch.no_grad()

@@ -19,16 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch_mlir import ir
 
 from harden.backend.engines import TorchEngine
 from harden.core import progress
-from harden.core.llama_names import layer_group
-from harden.eval.evaluate import sample_sequences, teacher_forced_logits
+from harden.core.llama_names import canonical_name, layer_group
+from harden.eval.evaluate import teacher_forced_logits
 from harden.eval.metrics import compare_logits
-from harden.frontend.provenance import PROVENANCE_ATTR, exported_model_from_provenance, load_provenance
-from harden.frontend.weights import FrontendError
-from harden.passes.ternary_policy import MeasurementError
 from harden.quant.int8 import int8_bytes, quantize_int8
 from harden.quant.options import TernaryOptions
 from harden.quant.ternary import ternarize_as, ternary_bytes
@@ -109,6 +105,35 @@ class SensitivityModel:
         replaced = ternarized_weights(self.model, names, self.options)
         for n in (n for g in int8_groups for n in self.groups[g]):
             replaced[n] = torch.from_numpy(quantize_int8(self._params[n].detach().float().numpy()).dequantize())
+        return self._with(replaced)
+
+    def evaluate_weights(self, weights: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics against f32 with these weights replaced: named as a module names them
+        (either frontend's names; a fused `wq+wk+wv` weight is split back into its rows)."""
+        replaced = {}
+        for name, w in weights.items():
+            members = self._members(name)
+            start = 0
+            for member in members:
+                rows = self._params[member].shape[0]
+                replaced[member] = torch.from_numpy(np.ascontiguousarray(w[start : start + rows], dtype=np.float32))
+                start += rows
+            if start != w.shape[0]:
+                raise ValueError(f"'{name}' has {w.shape[0]} rows, its parameters {start}")
+        return self._with(replaced)
+
+    def _members(self, name: str) -> list[str]:
+        """The model's parameter names behind a module's weight name."""
+        by_canonical = {canonical_name(n): n for n in self._params}
+        reference = canonical_name(name)
+        if "+" not in reference:
+            return [by_canonical[reference]]
+        head, _, tail = reference.rpartition(".")
+        prefix, _, fused = head.rpartition(".")
+        return [by_canonical[f"{prefix}.{member}.{tail}"] for member in fused.split("+")]
+
+    def _with(self, replaced: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Metrics with parameters replaced (restored after)."""
         saved = {n: self._params[n].detach().clone() for n in replaced}
         try:
             with torch.no_grad():
@@ -155,20 +180,3 @@ class SensitivityModel:
             int8 = kept if self.options.keep_as == "int8" else []
             metrics = self.evaluate([g for g in order if g not in kept], int8)
         return kept, metrics
-
-
-def module_sensitivity(module: ir.Operation, options: TernaryOptions, samples: int, seq_len: int, seed: int) -> SensitivityModel:
-    """The measurement harden-ternary-policy decides by, for an imported module: its PyTorch
-    model rebuilt from the provenance, `samples` sequences of `seq_len` tokens (0: the
-    module's prefill length) sampled from it with `seed`. Raises MeasurementError when the
-    module has no usable provenance."""
-    if PROVENANCE_ATTR not in module.attributes:
-        raise MeasurementError(f"needs the module's provenance ({PROVENANCE_ATTR}, written by harden-import)")
-    try:
-        provenance = load_provenance(module)
-        model = exported_model_from_provenance(provenance)
-    except FrontendError as e:
-        raise MeasurementError(str(e)) from None
-    engine = TorchEngine(model, provenance.seq_len, provenance.max_seq_len)
-    sequences = sample_sequences(engine, samples, seq_len or provenance.seq_len, seed, bos=1)
-    return SensitivityModel(model, sequences, provenance.seq_len, provenance.max_seq_len, options)

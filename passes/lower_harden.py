@@ -65,10 +65,12 @@ class LowerHardenOps(Pass):
             weight = defining_op(op.weight)
             _replace(op, [_lower_int8_linear(op, ctx)])
             erase_if_unused(weight)  # the matmul reads its own [K, N] copy
-        for op in ops_named(module, "harden.int_linear"):
-            _replace(op, [_lower_int_linear(op, ctx)])
-        for op in ops_named(module, "harden.int_embedding"):
-            _replace(op, [_lower_int_embedding(op)])
+        for kind, lower in (("harden.int_linear", _lower_int_linear), ("harden.int_embedding", _lower_int_embedding)):
+            for op in ops_named(module, kind):
+                constants = [defining_op(v) for v in op.operands[1:]]
+                _replace(op, [lower(op, ctx)])
+                for constant in constants:  # constant codes, scales and mins are read group-major
+                    erase_if_unused(constant)
         kernels = _KernelFunctions(module)
         linears = ops_named(module, "harden.ternary_linear")
         use_vnni = self.kernel in ("auto", "vnni") and bool(linears) and _vnni_available(linears[0], ctx, self.kernel)
@@ -255,9 +257,77 @@ def _dequantized(code, scale, minimum=None) -> ir.Value:
 
 
 def _lower_int_linear(op, ctx: PassContext) -> ir.Value:
-    """y[m, n] = sum over groups g and columns j of x[m, g, j] * (Q[n, g, j] * s[n, g] (+ min[n, g])):
-    one generic that widens each i8 code where it multiplies, so the executable reads one
-    byte per code and an f16 scale per group (no f32 copy of the weight)."""
+    """y[m, n] = sum over groups g of s[n, g] * (sum_j x[m, g, j] * Q[n, g, j]) (+ min[n, g] * sum_j x[m, g, j]).
+
+    The inner sums are one `linalg.batch_matmul` over the groups, on the i8 codes laid out
+    [groups, group_size, N] offline (widened inside the contraction, so the executable reads
+    one byte per code); a second generic scales each group's partial sum and adds them up.
+    Measured on an AMD EPYC (decode, 1536 x 576, groups of 64): 59 us against 990 us for one
+    generic that dequantizes where it multiplies, and 107 us for IREE's f32 matmul.
+    A weight that is not a constant keeps the one-generic form."""
+    codes = ctx.weights.value_of(op.weight)
+    if codes is None:
+        return _lower_int_linear_generic(op, ctx)
+    shape = _static_input(op, ctx)
+    group, n = op.group_size.value, op.out_features.value
+    with ir.InsertionPoint(op), op.location:
+        x = _groups_first(lb.split_columns(lb.collapse_rows(lb.to_builtin(op.input)), group))  # [G, M, g]
+        groups, rows, _ = tensor_info(x.type).shape
+        partial = linalg.batch_matmul(x, _group_major_codes(op, ctx, codes), outs=[lb.zeros([groups, rows, n])])
+        inputs = [partial, _group_major(op.scales, ctx, "f16")]
+        maps = ["(g, m, n) -> (g, m, n)", "(g, m, n) -> (g, n)"]
+        if op.mins is not None:
+            sums = lb.generic([x], lb.zeros([groups, rows]), ["(g, m, j) -> (g, m, j)", "(g, m, j) -> (g, m)"],
+                              ["parallel", "parallel", "reduction"], lambda v, acc: arith.addf(acc, v))
+            inputs += [_group_major(op.mins, ctx, "f16"), sums]
+            maps += ["(g, m, n) -> (g, n)", "(g, m, n) -> (g, m)"]
+
+        def body(p, scale, *rest):
+            *minimum, acc = rest
+            term = arith.mulf(p, arith.extf(lb.f32(), scale))
+            if minimum:
+                term = arith.addf(term, arith.mulf(minimum[1], arith.extf(lb.f32(), minimum[0])))
+            return arith.addf(acc, term)
+
+        y = lb.generic(inputs, lb.zeros([rows, n]), [*maps, "(g, m, n) -> (m, n)"], ["reduction", "parallel", "parallel"], body)
+        if op.bias is not None:
+            y = lb.add_bias(y, lb.to_builtin(op.bias))
+        return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
+
+
+def _groups_first(x: ir.Value) -> ir.Value:
+    """[M, G, g] -> [G, M, g]: the batch dimension of batch_matmul first."""
+    rows, groups, width = tensor_info(x.type).shape
+    init = tensor.EmptyOp([groups, rows, width], lb.f32()).result
+    return linalg.transpose(x, outs=[init], permutation=[1, 0, 2]).result[0]
+
+
+def _group_major_codes(op, ctx: PassContext, codes: np.ndarray) -> ir.Value:
+    """The codes [N, K] as [K / group, group, N] (a new constant, named `<weight>.gkn`): the
+    layout both the classifier's batch_matmul and a tied embedding's lookup read, so a tied
+    table is stored once."""
+    group = op.group_size.value
+    n, k = codes.shape
+    name = ctx.weights.name_of(op.weight) or "int"
+    laid_out = codes.reshape(n, k // group, group).transpose(1, 2, 0)
+    return lb.to_builtin(ctx.weights.literal(laid_out, "si8", f"{name}.gkn"))
+
+
+def _group_major(value: ir.Value, ctx: PassContext, dtype: str) -> ir.Value:
+    """Scales or mins [N, G] as [G, N] (offline when constant, else a transpose)."""
+    array = ctx.weights.value_of(value)
+    if array is not None:
+        name = ctx.weights.name_of(value) or "scales"
+        return lb.to_builtin(ctx.weights.literal(np.ascontiguousarray(array.T), dtype, f"{name}.gn"))
+    v = lb.to_builtin(value)
+    n, groups = tensor_info(v.type).shape
+    init = tensor.EmptyOp([groups, n], ir.F16Type.get()).result
+    return linalg.transpose(v, outs=[init], permutation=[1, 0]).result[0]
+
+
+def _lower_int_linear_generic(op, ctx: PassContext) -> ir.Value:
+    """One generic that widens each i8 code where it multiplies (the form for weights that
+    are not constants: correct, but 10-17x slower than the batch_matmul form)."""
     shape = _static_input(op, ctx)
     group, n = op.group_size.value, op.out_features.value
     with ir.InsertionPoint(op), op.location:
@@ -279,27 +349,42 @@ def _lower_int_linear(op, ctx: PassContext) -> ir.Value:
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
 
 
-def _lower_int_embedding(op) -> ir.Value:
+def _lower_int_embedding(op, ctx: PassContext) -> ir.Value:
     """result[..., d] = Q[i, d] * s[i, d / group] (+ min) at i = indices[...]: a generic over
     the result that reads each row's codes and scales by index, as torch-mlir lowers
-    aten.embedding (the table stays n-bit codes and f16 scales)."""
+    aten.embedding (the table stays n-bit codes and f16 scales). A constant table is read in
+    the group-major layout int_linear uses ([K / group, group, N]), so a tied classifier and
+    this lookup share one copy."""
     group = op.group_size.value
     index_shape = list(tensor_info(op.indices.type).shape)
     dim = tensor_info(op.weight.type).shape[1]
     rank = len(index_shape) + 1
     dims = ", ".join(f"d{i}" for i in range(rank))
+    table = ctx.weights.value_of(op.weight)
+    group_major = table is not None
     with ir.InsertionPoint(op), op.location:
-        codes, scales = lb.to_builtin(op.weight), lb.to_builtin(op.scales)
-        mins = lb.to_builtin(op.mins) if op.mins is not None else None
+        if group_major:
+            codes = _group_major_codes(op, ctx, table)
+            scales = _group_major(op.scales, ctx, "f16")
+            mins = _group_major(op.mins, ctx, "f16") if op.mins is not None else None
+        else:
+            codes, scales = lb.to_builtin(op.weight), lb.to_builtin(op.scales)
+            mins = lb.to_builtin(op.mins) if op.mins is not None else None
         index_type = ir.IndexType.get()
 
         def body(token, _out):
             row = arith.index_cast(index_type, token)
             column = linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), rank - 1)).result
-            group_index = arith.divui(column, arith.ConstantOp(index_type, group).result)
-            code = tensor.ExtractOp(codes, [row, column]).result
-            scale = tensor.ExtractOp(scales, [row, group_index]).result
-            minimum = tensor.ExtractOp(mins, [row, group_index]).result if mins is not None else None
+            size = arith.ConstantOp(index_type, group).result
+            group_index = arith.divui(column, size)
+            if group_major:
+                code = tensor.ExtractOp(codes, [group_index, arith.remui(column, size), row]).result
+                at = [group_index, row]
+            else:
+                code = tensor.ExtractOp(codes, [row, column]).result
+                at = [row, group_index]
+            scale = tensor.ExtractOp(scales, at).result
+            minimum = tensor.ExtractOp(mins, at).result if mins is not None else None
             return _dequantized(code, scale, minimum)
 
         y = lb.generic(

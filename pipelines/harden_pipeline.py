@@ -29,6 +29,7 @@ class HardenPipeline(TernaryOptions, Pipeline):
     keep: tuple[str, ...] = option((), "layer groups or weight-name globs to keep out of ternary (see harden-ternarize)")
     policy: Literal["none", "auto"] = option("none", "auto: keep the fewest layer groups (in keep-as) that meet max-kl (harden-ternary-policy)")
     max_kl: float = option(0.1, "KL budget in nats for policy=auto")
+    max_bits: float = option(0.0, "policy=auto: choose each matrix's precision to minimise KL under this many stored bits per weight (instead of max-kl)")
     schedule: bool = option(True, "statically schedule the harden-level graph (and verify the schedule)")
     machine: str = option("tsp", "see harden-stream-schedule: tsp, hardwired or a JSON file")
     tile: int = option(DEFAULT_TILE, "see harden-stream-schedule")
@@ -40,7 +41,7 @@ class HardenPipeline(TernaryOptions, Pipeline):
         return Ternarize(**self.ternary_fields(), skip=self.skip, keep=self.keep, report=self.report)
 
     def _policy_pass(self) -> TernaryPolicy:
-        return TernaryPolicy(**self.ternary_fields(), max_kl=self.max_kl)
+        return TernaryPolicy(**self.ternary_fields(), max_kl=self.max_kl, max_bits=self.max_bits)
 
     def _schedule_pass(self) -> StreamSchedule:
         return StreamSchedule(machine=self.machine, tile=self.tile)

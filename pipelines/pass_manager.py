@@ -92,15 +92,15 @@ def run_steps(
     sink: DiagnosticSink,
     instrumentation: Instrumentation = Instrumentation(),
     weights: WeightStore | None = None,
-    measure_sensitivity=None,
+    measurements=None,
 ) -> bool:
     """Runs the steps on a module; False (with errors in `sink`) if a pass or verifier failed.
-    `measure_sensitivity` is handed to the passes (see PassContext). On a terminal each
+    `measurements` are handed to the passes (see PassContext). On a terminal each
     harden pass shows a live stage line.
 
     Raises PipelineError when the steps do not form a valid pipeline.
     """
-    pass_ctx = PassContext(sink, weights or WeightStore(), measure_sensitivity)
+    pass_ctx = PassContext(sink, weights or WeightStore(), measurements)
     pm = build_pass_manager(steps, module.context, pass_ctx, instrumentation)
     try:
         pm.run(module)

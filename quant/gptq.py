@@ -134,6 +134,29 @@ def _f16(values: torch.Tensor) -> torch.Tensor:
     return torch.where(rounded == 0, torch.ones_like(rounded), rounded)
 
 
+def round_to_grid(w: np.ndarray, grid: Grid, group_size: int, importance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plain rounding with the same least-squares fits, all groups at once: (dequantized W,
+    codes [planes, out, in], params [out, groups, k]). `importance` [in] weights the fits
+    (the Hessian's diagonal); in_features must be a multiple of `group_size`."""
+    W = torch.tensor(np.asarray(w), dtype=torch.float64)
+    out_features, in_features = W.shape
+    groups = in_features // group_size
+    rows = W.reshape(out_features * groups, group_size)
+    h = torch.ones(in_features, dtype=torch.float64) if importance is None else torch.tensor(np.asarray(importance), dtype=torch.float64)
+    # One fit per (row, group); the importance of a group's columns is shared by its rows.
+    params = torch.cat([grid.fit(rows[g::groups], h[g * group_size : (g + 1) * group_size]) for g in range(groups)])
+    order = torch.arange(out_features * groups).reshape(groups, out_features).T.reshape(-1)
+    params = params[order]  # back to (row, group) order
+    values, codes = [], []
+    for j in range(group_size):
+        value, code = grid.round(rows[:, j], params)
+        values.append(value)
+        codes.append(code)
+    dq = torch.stack(values, 1).reshape(out_features, in_features)
+    codes = torch.stack(codes, 1).reshape(out_features, in_features, -1).permute(2, 0, 1)
+    return dq.float().numpy(), codes.to(torch.int8).numpy(), params.reshape(out_features, groups, -1).numpy()
+
+
 def quantize_gptq(w: np.ndarray, hessian: np.ndarray | None, grid: Grid, group_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dequantized W, codes [planes, out, in], params [out, groups, k]) of W [out, in] on
     `grid` with groups of `group_size` columns, with GPTQ's error feedback when a Hessian
@@ -176,16 +199,24 @@ def quantize_gptq(w: np.ndarray, hessian: np.ndarray | None, grid: Grid, group_s
     return Q.float().numpy(), codes.to(torch.int8).numpy(), torch.stack(params, 1).numpy()
 
 
-def gptq_int(w: np.ndarray, hessian: np.ndarray | None, bits: int, group_size: int) -> IntWeight:
-    """Symmetric `bits`-bit codes with f16 scales per group (see quantize_gptq)."""
+def _quantized(w, hessian, grid, group_size, feedback):
     group_size = min(group_size, np.shape(w)[1])
-    _, codes, params = quantize_gptq(w, hessian, Grid("int", bits=bits), group_size)
+    if hessian is not None and feedback:
+        return group_size, quantize_gptq(w, hessian, grid, group_size)
+    importance = np.diag(hessian) if hessian is not None else None
+    return group_size, round_to_grid(w, grid, group_size, importance)
+
+
+def gptq_int(w: np.ndarray, hessian: np.ndarray | None, bits: int, group_size: int, feedback: bool = True) -> IntWeight:
+    """Symmetric `bits`-bit codes with f16 scales per group: GPTQ with a Hessian, else (or
+    with feedback=False) plain rounding with fits weighted by the Hessian's diagonal."""
+    group_size, (_, codes, params) = _quantized(w, hessian, Grid("int", bits=bits), group_size, feedback)
     return IntWeight(codes[0], params[..., 0].astype(SCALE_DTYPE), bits, group_size)
 
 
-def gptq_ternary(w: np.ndarray, hessian: np.ndarray | None, planes: int, group_size: int) -> TernaryWeight:
-    """Ternary planes with f32 scales per group (harden.ternary_linear's scale_kind "group")."""
-    group_size = min(group_size, np.shape(w)[1])
-    _, codes, params = quantize_gptq(w, hessian, Grid("ternary", planes=planes), group_size)
+def gptq_ternary(w: np.ndarray, hessian: np.ndarray | None, planes: int, group_size: int, feedback: bool = True) -> TernaryWeight:
+    """Ternary planes with f32 scales per group (harden.ternary_linear's scale_kind "group");
+    GPTQ or plain rounding as for gptq_int."""
+    group_size, (_, codes, params) = _quantized(w, hessian, Grid("ternary", planes=planes), group_size, feedback)
     scales = np.ascontiguousarray(params.transpose(2, 0, 1)).astype(np.float32)  # [planes, out, groups]
     return TernaryWeight(codes, scales, group_size, exact=False)

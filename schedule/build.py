@@ -105,6 +105,9 @@ class _Builder:
             for k, r in enumerate(model.results):
                 self.producer_of[r.value] = (index, k)
         self.reads = [self._reads_of(m) for m in self.models]
+        # n-bit codes carried in i8 take their stored bits of memory (weights read by a tied
+        # embedding and classifier count once, like any weight value).
+        self.code_bits = {m.operands[1].value: m.code_bits for m in self.models if m.code_bits and m.operands[1] is not None}
         self._fold_transposes()
         self.replication = {}
         self.slots: dict[ir.Value, tuple] = {}  # value -> (root, dimension, index) it updates in place
@@ -282,6 +285,8 @@ class _Builder:
         if not self.machine.weights_in_sram:
             return 0
         info = tensor_info(value.type)
+        if value in self.code_bits:
+            return -(-numel(info.shape) * self.code_bits[value] // 8)
         size = self.machine.float_weight_bytes if info.dtype in _FLOAT_DTYPES and self.machine.float_weight_bytes else dtype_bytes(info.dtype)
         return numel(info.shape) * size
 

@@ -132,6 +132,7 @@ class OpModel:
     view_slot: tuple[int, int] | None = None  # a select: (dimension, index) of its operand
     stack_dim: int | None = None  # a stack: the new dimension
     note: str | None = None  # why the model is a conservative fallback
+    code_bits: int = 0  # operands[1] holds n-bit codes carried in i8: stored at this many bits each
 
 
 @dataclass
@@ -801,6 +802,52 @@ def _int8_linear(op, full: str) -> OpModel:
                    weight_elements=out_f * in_f, weight_names=tuple(n for n in (weight_name(w),) if n))
 
 
+def _int_linear(op, full: str) -> OpModel:
+    """n-bit codes in groups: a matmul reading `bits` per weight plus an f16 scale (and min)
+    per group, so a hardwired chip sizes it like any multiply-accumulate layer and a streaming
+    one moves the stored bits, not the i8 carrier."""
+    x, w, scales = op.operands[0], op.operands[1], op.operands[2]
+    out_f, in_f = tensor_info(w.type).shape
+    groups = tensor_info(scales.type).shape[1]
+    results = _results(op)
+    out = results[0].shape
+    operands = [
+        _operand(x, op, lambda box: box[:-1] + ((0, in_f),)),
+        _operand(w, op, lambda box: (box[-1], (0, in_f))),
+    ]
+    has_mins, has_bias = _segments(op)[3:5]
+    per_group = op.operands[2 : 3 + has_mins]  # scales (and mins)
+    operands += [_operand(v, op, lambda box: (box[-1], (0, groups))) for v in per_group]
+    if has_bias:
+        operands.append(_operand(op.operands[-1], op, lambda box: (box[-1],)))
+    return OpModel(full, "matmul", out, operands, results, macs=numel(out) * in_f, weight_elements=out_f * in_f,
+                   weight_names=tuple(n for n in (weight_name(w),) if n), code_bits=_int_value(op, "bits"))
+
+
+def _segments(op) -> list[int]:
+    return list(ir.DenseI32ArrayAttr(op.operation.attributes["operandSegmentSizes"]))
+
+
+def _int_value(op, name: str) -> int:
+    return ir.IntegerAttr(op.operation.attributes[name]).value
+
+
+def _int_embedding(op, full: str) -> OpModel:
+    """A lookup in an n-bit table: moves the rows it gathers, like aten.embedding."""
+    indices, table = op.operands[0], op.operands[1]
+    results = _results(op)
+    out = results[0].shape
+    index_shape = tensor_info(indices.type).shape
+    operands = [
+        _operand(indices, op, lambda box: box[: len(index_shape)]),
+        _operand(table, op, lambda box: full_box(tensor_info(table.type).shape), counts_bytes=False),
+    ]
+    operands += [_operand(v, op, (lambda s: lambda box: full_box(s))(tensor_info(v.type).shape), counts_bytes=False) for v in op.operands[2:]]
+    moved = 2 * numel(out) * dtype_bytes(results[0].dtype)
+    return OpModel(full, "move", out, operands, results, moved_bytes=moved,
+                   weight_names=tuple(n for n in (weight_name(table),) if n), code_bits=_int_value(op, "bits"))
+
+
 def _build_table() -> dict[str, Callable]:
     table: dict[str, Callable] = {}
     for names, builder in (
@@ -826,6 +873,8 @@ def _build_table() -> dict[str, Callable]:
     table["harden.fused_qkv"] = _fused_qkv
     table["harden.ternary_linear"] = _ternary_linear
     table["harden.int8_linear"] = _int8_linear
+    table["harden.int_linear"] = _int_linear
+    table["harden.int_embedding"] = _int_embedding
     return table
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import io
 import json
 
+from torch_mlir import ir
+
 from harden.core.files import write_atomically
 from harden.core.graph import functions
+from harden.quant.precision import BITS_ATTR, op_precision
 from harden.schedule.attributes import is_scheduled
 from harden.schedule.layers import layer_label
 from harden.schedule.schedules import ScheduledFunction, load_schedule, schedule_options
@@ -63,8 +66,18 @@ def summary_dict(scheduled: ScheduledFunction) -> dict:
         "sram_peak_bytes": s.sram_peak_bytes,
         "sram_capacity_bytes": s.sram_capacity_bytes,
         "utilization": s.utilization,
+        "bits_per_weight": bits_per_weight(scheduled.func),
         "notes": problem.notes,
     }
+
+
+def bits_per_weight(func) -> float | None:
+    """The stored bits per weight harden-ternarize recorded on the module, if it ran."""
+    module = func.operation.parent
+    while module is not None and module.name != "builtin.module":
+        module = module.parent
+    attrs = module.attributes if module is not None else None
+    return ir.FloatAttr(attrs[BITS_ATTR]).value if attrs is not None and BITS_ATTR in attrs else None
 
 
 def op_rows(scheduled: ScheduledFunction) -> list[dict]:
@@ -86,6 +99,8 @@ def op_rows(scheduled: ScheduledFunction) -> list[dict]:
             "end": max(ends),
             "tiles": op.tiles,
         }
+        if op.transfer is None and (precision := op_precision(scheduled.binding.ir_ops[index])) is not None:
+            row["precision"] = precision
         if op.tiles > 1:
             row["tile_starts"] = starts
             row["tile_ends"] = ends
@@ -124,6 +139,9 @@ def schedule_summary_text(module=None, schedules: list[ScheduledFunction] | None
         )
         if sm.tokens_per_s:
             line += f", {sm.tokens_per_s:,.0f} tokens/s ({sm.pipelined_tokens_per_s:,.0f} pipelined)"
+        bits = bits_per_weight(s.func)
+        if bits is not None:
+            line += f", weights at {bits:.2f} bits each"
         lines.append(line)
     return "\n".join(lines)
 

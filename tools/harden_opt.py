@@ -139,15 +139,23 @@ def place_parameters(module, weights: WeightStore, output: str):
     return None
 
 
-def measure_sensitivity(*args):
-    """harden-ternary-policy's measurement (PyTorch, from the provenance), imported only
-    when a pipeline asks for it: it loads torch and the frontend."""
-    from harden.eval.sensitivity import module_sensitivity
+class LazyMeasurements:
+    """The measurements passes may ask for (PyTorch, from the provenance), loaded only when
+    a pass asks: they import torch and the frontend. One per run, so the model is rebuilt
+    and the samples drawn once for every chunk and pass."""
 
-    return module_sensitivity(*args)
+    def __init__(self):
+        self._measurements = None
+
+    def __getattr__(self, name):
+        if self._measurements is None:
+            from harden.eval.measurements import ModelMeasurements
+
+            self._measurements = ModelMeasurements()
+        return getattr(self._measurements, name)
 
 
-def process_chunk(chunk, source_name, steps, args, context, instrumentation) -> ChunkResult:
+def process_chunk(chunk, source_name, steps, args, context, instrumentation, measurements) -> ChunkResult:
     """Parses, transforms and prints one chunk."""
     sink = DiagnosticSink(remarks=args.harden_remarks)
     context.attach_diagnostic_handler(lambda d: (sink.add(from_mlir(d)), True)[1])
@@ -161,7 +169,7 @@ def process_chunk(chunk, source_name, steps, args, context, instrumentation) -> 
     except WeightError as e:
         sink.add(Diagnostic("error", str(e)))
     else:
-        if run_steps(module, steps, sink, instrumentation, weights, measure_sensitivity):
+        if run_steps(module, steps, sink, instrumentation, weights, measurements):
             with context:
                 result.parameters_to_write = place_parameters(module, weights, args.output)
             result.output = module.get_asm(
@@ -207,8 +215,9 @@ def opt(argv: list[str]) -> int:
     except PipelineError as e:
         raise CommandError(str(e)) from None
 
+    measurements = LazyMeasurements()
     results = [
-        process_chunk(chunk, source_name, steps, args, context, instrumentation)
+        process_chunk(chunk, source_name, steps, args, context, instrumentation, measurements)
         for chunk in split_source(text, args.split_input_file)
     ]
     if not all(r.ok for r in results):

@@ -171,3 +171,48 @@ func.func @int8_result(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[3,1
       : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[3,10],si8>, !torch.vtensor<[3,1],f32>) -> !torch.vtensor<[1,5,4],f32>
   return %y : !torch.vtensor<[1,5,4],f32>
 }
+
+// -----
+
+func.func @int_bits(%x: !torch.vtensor<[1,64],f32>, %w: !torch.vtensor<[3,64],si8>, %s: !torch.vtensor<[3,2],f16>) -> !torch.vtensor<[1,3],f32> {
+  // expected-error@+1 {{bits must be in [2, 8], got 9}}
+  %y = "harden.int_linear"(%x, %w, %s) {in_features = 64 : i64, out_features = 3 : i64, bits = 9 : i64, group_size = 32 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0>}
+      : (!torch.vtensor<[1,64],f32>, !torch.vtensor<[3,64],si8>, !torch.vtensor<[3,2],f16>) -> !torch.vtensor<[1,3],f32>
+  return %y : !torch.vtensor<[1,3],f32>
+}
+
+// -----
+
+func.func @int_group(%x: !torch.vtensor<[1,64],f32>, %w: !torch.vtensor<[3,64],si8>, %s: !torch.vtensor<[3,2],f16>) -> !torch.vtensor<[1,3],f32> {
+  // expected-error@+1 {{group_size must divide 64, got 48}}
+  %y = "harden.int_linear"(%x, %w, %s) {in_features = 64 : i64, out_features = 3 : i64, bits = 4 : i64, group_size = 48 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0>}
+      : (!torch.vtensor<[1,64],f32>, !torch.vtensor<[3,64],si8>, !torch.vtensor<[3,2],f16>) -> !torch.vtensor<[1,3],f32>
+  return %y : !torch.vtensor<[1,3],f32>
+}
+
+// -----
+
+func.func @int_scales_dtype(%x: !torch.vtensor<[1,64],f32>, %w: !torch.vtensor<[3,64],si8>, %s: !torch.vtensor<[3,2],f32>) -> !torch.vtensor<[1,3],f32> {
+  // expected-error@+1 {{scales must hold f16}}
+  %y = "harden.int_linear"(%x, %w, %s) {in_features = 64 : i64, out_features = 3 : i64, bits = 4 : i64, group_size = 32 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0>}
+      : (!torch.vtensor<[1,64],f32>, !torch.vtensor<[3,64],si8>, !torch.vtensor<[3,2],f32>) -> !torch.vtensor<[1,3],f32>
+  return %y : !torch.vtensor<[1,3],f32>
+}
+
+// -----
+
+func.func @int_mins_shape(%x: !torch.vtensor<[1,64],f32>, %w: !torch.vtensor<[3,64],si8>, %s: !torch.vtensor<[3,2],f16>, %m: !torch.vtensor<[3,1],f16>) -> !torch.vtensor<[1,3],f32> {
+  // expected-error@+1 {{mins has shape [3, 1], expected [3, 2]}}
+  %y = "harden.int_linear"(%x, %w, %s, %m) {in_features = 64 : i64, out_features = 3 : i64, bits = 4 : i64, group_size = 32 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,64],f32>, !torch.vtensor<[3,64],si8>, !torch.vtensor<[3,2],f16>, !torch.vtensor<[3,1],f16>) -> !torch.vtensor<[1,3],f32>
+  return %y : !torch.vtensor<[1,3],f32>
+}
+
+// -----
+
+func.func @int_table_dim(%i: !torch.vtensor<[1,5],si64>, %w: !torch.vtensor<[10,64],si8>, %s: !torch.vtensor<[10,1],f16>) -> !torch.vtensor<[1,5,32],f32> {
+  // expected-error@+1 {{result has shape [1, 5, 32], expected [1, 5, 64]}}
+  %y = "harden.int_embedding"(%i, %w, %s) {bits = 8 : i64, group_size = 64 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,5],si64>, !torch.vtensor<[10,64],si8>, !torch.vtensor<[10,1],f16>) -> !torch.vtensor<[1,5,32],f32>
+  return %y : !torch.vtensor<[1,5,32],f32>
+}

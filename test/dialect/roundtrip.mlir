@@ -37,3 +37,28 @@ func.func @int8(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[3,10],si8>
       : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[3,10],si8>, !torch.vtensor<[3,1],f32>, !torch.vtensor<[3],f32>) -> !torch.vtensor<[1,5,3],f32>
   return %y : !torch.vtensor<[1,5,3],f32>
 }
+
+// n-bit codes in groups: symmetric with a bias, affine with mins, and an n-bit table.
+// CHECK-LABEL: func.func @int4
+// CHECK: "harden.int_linear"(%arg0, %arg1, %arg2, %arg3) {bits = 4 : i64, group_size = 32 : i64, in_features = 64 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 1>, out_features = 3 : i64}
+func.func @int4(%x: !torch.vtensor<[1,5,64],f32>, %w: !torch.vtensor<[3,64],si8>, %s: !torch.vtensor<[3,2],f16>, %b: !torch.vtensor<[3],f32>) -> !torch.vtensor<[1,5,3],f32> {
+  %y = "harden.int_linear"(%x, %w, %s, %b) {in_features = 64 : i64, out_features = 3 : i64, bits = 4 : i64, group_size = 32 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 1>}
+      : (!torch.vtensor<[1,5,64],f32>, !torch.vtensor<[3,64],si8>, !torch.vtensor<[3,2],f16>, !torch.vtensor<[3],f32>) -> !torch.vtensor<[1,5,3],f32>
+  return %y : !torch.vtensor<[1,5,3],f32>
+}
+
+// CHECK-LABEL: func.func @uint4
+// CHECK: "harden.int_linear"(%arg0, %arg1, %arg2, %arg3) {bits = 4 : i64, group_size = 32 : i64, in_features = 64 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 0>, out_features = 3 : i64}
+func.func @uint4(%x: !torch.vtensor<[2,64],f32>, %w: !torch.vtensor<[3,64],si8>, %s: !torch.vtensor<[3,2],f16>, %m: !torch.vtensor<[3,2],f16>) -> !torch.vtensor<[2,3],f32> {
+  %y = "harden.int_linear"(%x, %w, %s, %m) {in_features = 64 : i64, out_features = 3 : i64, bits = 4 : i64, group_size = 32 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 0>}
+      : (!torch.vtensor<[2,64],f32>, !torch.vtensor<[3,64],si8>, !torch.vtensor<[3,2],f16>, !torch.vtensor<[3,2],f16>) -> !torch.vtensor<[2,3],f32>
+  return %y : !torch.vtensor<[2,3],f32>
+}
+
+// CHECK-LABEL: func.func @int_table
+// CHECK: "harden.int_embedding"(%arg0, %arg1, %arg2) {bits = 8 : i64, group_size = 64 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+func.func @int_table(%i: !torch.vtensor<[1,5],si64>, %w: !torch.vtensor<[10,64],si8>, %s: !torch.vtensor<[10,1],f16>) -> !torch.vtensor<[1,5,64],f32> {
+  %y = "harden.int_embedding"(%i, %w, %s) {bits = 8 : i64, group_size = 64 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,5],si64>, !torch.vtensor<[10,64],si8>, !torch.vtensor<[10,1],f16>) -> !torch.vtensor<[1,5,64],f32>
+  return %y : !torch.vtensor<[1,5,64],f32>
+}
