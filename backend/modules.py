@@ -18,6 +18,7 @@ from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAMS_ATTR
 from harden.dialects.context import make_context
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance
+from harden.quant.precision import BITS_ATTR
 
 ENTRY_POINTS = ("prefill", "decode")
 
@@ -90,10 +91,13 @@ def _schedule_summary(module: ir.Operation) -> dict[str, dict]:
     """Each function's static-schedule summary (`harden.schedule`, which survives the
     lowering), as plain Python values, by function name."""
     summaries = {}
+    bits = ir.FloatAttr(module.attributes[BITS_ATTR]).value if BITS_ATTR in module.attributes else None
     for func in functions(module):
         if "harden.schedule" in func.attributes:
             summary = ir.DictAttr(func.attributes["harden.schedule"])
             summaries[func.sym_name.value] = {a.name: _python_value(a.attr) for a in summary}
+            if bits is not None:  # what harden-ternarize stored, for the same line
+                summaries[func.sym_name.value]["bits_per_weight"] = bits
     return summaries
 
 

@@ -3,8 +3,8 @@
 Per shape, in out/bench/<shape>/:
     model.mlir (+ model.safetensors)      harden-import (--model stories260k | smollm2-135m | --random-init SHAPE)
     f32.mlir                              harden-pipeline with ternarize=false (fused QKV, f32)
-    ternary.mlir                          harden-pipeline with its defaults (kernel=auto: the C
-                                          custom dispatches where this host runs them)
+    ternary.mlir                          harden-pipeline with policy=none: every linear ternary
+                                          (kernel=auto: the C custom dispatches where this host runs them)
     ternary-exact.mlir                    harden-pipeline with kernel=exact (portable linalg)
     ternary-int8-classifier.mlir          harden-pipeline with the classifier kept in int8
 (+ the parameter files the pipelines write); each pipeline output is then compiled by IREE
@@ -34,13 +34,13 @@ BIN = Path(sys.executable).parent
 # engine label -> (output stem, harden-opt flag)
 PIPELINES = {
     "IREE f32 (unhardened)": ("f32", "--harden-pipeline=ternarize=false"),
-    "IREE ternary (hardened)": ("ternary", "--harden-pipeline"),
+    "IREE ternary (hardened)": ("ternary", "--harden-pipeline=policy=none"),
     # The portable pure-linalg kernel; the default (kernel=auto) is the same on a host
     # without the C kernels, and the default row says so in a note.
-    "IREE ternary kernel=exact": ("ternary-exact", "--harden-pipeline=kernel=exact"),
+    "IREE ternary kernel=exact": ("ternary-exact", "--harden-pipeline=policy=none kernel=exact"),
     # The classifier (named `output`, or `tok_embeddings` when tied) in int8 instead of f32:
     # the largest weight a ternary model still reads in f32, as llama.cpp's TQ2_0 keeps it in Q8_0.
-    "IREE ternary, int8 classifier": ("ternary-int8-classifier", "--harden-pipeline=keep=output,tok_embeddings keep-as=int8"),
+    "IREE ternary, int8 classifier": ("ternary-int8-classifier", "--harden-pipeline=policy=none keep=output,tok_embeddings keep-as=int8"),
 }
 
 

@@ -5,7 +5,7 @@
 Steps (the real tools, as a user runs them):
 1. harden-qat --model stories260k --minutes M -o out/qat/stories260k-ternary.bin
 2. harden-import both the f32 model and the QAT checkpoint (prefill of 128 tokens);
-3. harden-opt --harden-pipeline on the QAT import (absmean, per channel: lossless);
+3. harden-opt --harden-pipeline=policy=none on the QAT import (absmean, per channel: lossless);
 4. harden-run of the hardened QAT module against the f32 import on IREE, on 8 held-out
    sequences of 128 tokens sampled from the f32 model with a seed training never used.
 Writes docs/qat_curves.png (held-out top-1 agreement and KL against training minutes, from
@@ -65,7 +65,7 @@ def main() -> None:
     tool("harden-qat", "--model", "stories260k", "--minutes", args.minutes, "-o", out / "stories260k-ternary.bin", "--history", out / "history.json")
     for name, model in (("f32", "stories260k"), ("qat", out / "stories260k-ternary.bin")):
         tool("harden-import", "--model", model, "--seq-len", "128", "--max-seq-len", "256", "-o", out / f"{name}.mlir")
-    tool("harden-opt", f"--harden-pipeline=report={out / 'ternarize.json'}", out / "qat.mlir", "-o", out / "qat.hardened.mlir")
+    tool("harden-opt", f"--harden-pipeline=policy=none report={out / 'ternarize.json'}", out / "qat.mlir", "-o", out / "qat.hardened.mlir")
     subprocess.run(
         [str(BIN / "harden-run"), out / "qat.hardened.mlir", "--reference", out / "f32.mlir", "--samples", "8",
          "--seq-len", "128", "--seed", str(HELDOUT_SEED), "--json", out / "iree.json"],

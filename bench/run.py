@@ -13,8 +13,8 @@ steps on its KV cache), in an order that rotates from round to round, between tw
 measurements of the memory read bandwidth (bench/bandwidth.py); rounds taken while the
 bandwidth collapsed are dropped (bench/report.py). PyTorch runs with 2 threads (this
 machine has 2 cores), IREE on its `local-task` driver (a worker per core), llama.cpp with
-`-t 2`. The "IREE ternary (hardened)" engine is whatever `--harden-pipeline` produces by
-default (kernel=auto: the C kernels where this host runs them); "IREE ternary kernel=exact"
+`-t 2`. The "IREE ternary (hardened)" engine is `--harden-pipeline=policy=none`: every
+linear ternary (kernel=auto: the C kernels where this host runs them); "IREE ternary kernel=exact"
 adds `kernel=exact` (the portable pure-linalg kernel); "IREE ternary, int8 classifier" adds
 `keep=output,tok_embeddings keep-as=int8`.
 
@@ -62,7 +62,7 @@ QUICK_SHAPES = ["llama-100m"]
 SEQ_LEN = 128  # prefill tokens
 MAX_SEQ_LEN = 256  # KV-cache positions: the prompt plus the decode steps fit
 LLAMA_CPP_LABEL = "llama.cpp TQ2_0"
-DEFAULT_TERNARY = "IREE ternary (hardened)"  # the row of --harden-pipeline with its defaults
+DEFAULT_TERNARY = "IREE ternary (hardened)"  # the row of --harden-pipeline=policy=none (all ternary)
 
 
 def log(message: str) -> None:

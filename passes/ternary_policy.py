@@ -35,7 +35,8 @@ CALIBRATION_SEED = 1  # calibration samples; the policy's own samples and harden
 
 # The precisions max-bits chooses among (quant/precision.py), and the one each layer group
 # is probed with to measure how much its output error costs in KL.
-CANDIDATES = ("t1g64", "t2g64", "int3g64", "int4g64", "int4g32", "int5g64", "int6g64", "int8g64")
+# (t2g64 is not one: at 5 bits per weight it is dearer than int4g32 and errs more.)
+CANDIDATES = ("t1g64", "int3g64", "int4g64", "int4g32", "int5g64", "int6g64", "int8g64")
 TABLE_CANDIDATES = ("int4g64", "int4g32", "int5g64", "int6g64", "int8g64")
 PROBE = "int3g64"
 
@@ -75,6 +76,7 @@ class TernaryPolicy(TernaryOptions, Pass):
 
     max_kl: float = option(0.1, "KL budget in nats against the f32 model")
     max_bits: float = option(0.0, "instead of max-kl: stored bits per weight (all weight matrices, scales included) to minimise KL under")
+    exact_grid: bool = option(True, "max-bits: a weight already on an affine 4-bit grid with groups of 32 (a dequantized Q4_1 file) may keep it exactly (uint4g32)")
     samples: int = option(4, "sequences sampled from the f32 model to measure KL on")
     seq_len: int = option(0, "tokens per sequence (0: the module's prefill length)")
     seed: int = option(0, "seed of the sampling")
@@ -133,10 +135,10 @@ class TernaryPolicy(TernaryOptions, Pass):
             calibration = ctx.measurements.calibration(module, self.calibration_samples, self.calibration_seq_len, CALIBRATION_SEED, self.calibration_text)
             analysis = ctx.measurements.sensitivity(module, self.ternary_options(), self.samples, self.seq_len, self.seed)
         except MeasurementError as e:
-            raise ctx.fail(module, f"'{self.name}': {e}") from None
+            raise ctx.fail(module, f"'{self.name}' max-bits={self.max_bits:g}: {e}; harden-pipeline with policy=none ternarizes every linear without measuring") from None
         matrices = _weight_matrices(module, ctx)
         options = self.numerics()
-        choices = {name: _choices(name, m, calibration, options) for name, m in progress.bar(matrices.items(), desc="precisions of each matrix", unit="matrix")}
+        choices = {name: _choices(name, m, calibration, options, self.exact_grid) for name, m in progress.bar(matrices.items(), desc="precisions of each matrix", unit="matrix")}
         factors = _group_factors(matrices, choices, analysis)
         total_weights = sum(m.weight.size for m in matrices.values())
         plan, bits = _lagrangian_plan(choices, {n: factors[m.group] for n, m in matrices.items()}, self.max_bits * total_weights)
@@ -213,13 +215,13 @@ def _output_error(w: np.ndarray, approx: np.ndarray, hessian: np.ndarray | None)
     return float(((d @ hessian) * d).sum() / max(((w @ hessian) * w).sum(), 1e-30))
 
 
-def _choices(name: str, m: _Matrix, calibration, options: TernaryOptions) -> list[_Choice]:
+def _choices(name: str, m: _Matrix, calibration, options: TernaryOptions, exact_grid: bool) -> list[_Choice]:
     """Each candidate precision of a matrix with its bits and output error (the embedding
     table takes integer grids only: harden.int_embedding reads them)."""
     hessian = calibration.hessian(m.hessian_name)
     names = TABLE_CANDIDATES if canonical_name(name) == EMBEDDING else CANDIDATES
     choices = []
-    exact = exact_affine_grid(m.weight)
+    exact = exact_affine_grid(m.weight) if exact_grid else None
     if exact is not None:
         choices.append(_Choice(Precision.parse("uint4g32"), exact.stored_bits(), 0.0, exact.dequantize()))
     for text in names:

@@ -149,3 +149,32 @@ def test_plain_rounding_error_is_within_half_a_step():
     step = np.repeat(q.scales.astype(np.float32), 32, axis=1)
     clipped = np.abs(w) > np.abs(step) * 31.5
     assert np.all((np.abs(q.dequantize() - w) <= np.abs(step) / 2 * (1 + 1e-3)) | clipped)
+
+
+def test_budget_plan_respects_the_budget_and_spends_it_where_it_pays():
+    """The policy's Lagrangian search: at every budget the plan's bits fit it, the predicted
+    KL falls as the budget grows, and a sensitive matrix gets more bits than a robust one."""
+    from harden.passes.ternary_policy import _Choice, _lagrangian_plan
+    from harden.quant.precision import Precision
+
+    rng = np.random.default_rng(4)
+    choices, factors, sizes = {}, {}, {}
+    for i in range(12):
+        size = sizes[f"m{i}"] = int(rng.integers(1000, 5000))
+        choices[f"m{i}"] = [
+            _Choice(Precision.parse(p), round(size * bits), error * (1 + rng.random()), None)
+            for p, bits, error in (("t1g64", 2.5, 0.5), ("int3g64", 3.25, 0.1), ("int4g64", 4.25, 0.03), ("int8g64", 8.25, 1e-4))
+        ]
+        factors[f"m{i}"] = 100.0 if i == 0 else 1.0
+    total = sum(sizes.values())
+    previous = None
+    for budget in (2.5, 3.0, 3.5, 4.0, 5.0, 9.0):
+        plan, bits = _lagrangian_plan(choices, factors, budget * total)
+        assert bits <= budget * total + 1e-6 and bits == sum(c.bits for c in plan.values())
+        predicted = sum(factors[n] * c.error for n, c in plan.items())
+        assert previous is None or predicted <= previous
+        previous = predicted
+        if 3.0 <= budget < 9.0:  # the sensitive matrix is among the best served
+            assert plan["m0"].bits / sizes["m0"] >= max(c.bits / sizes[n] for n, c in plan.items()) - 0.01
+    plan, bits = _lagrangian_plan(choices, factors, 1.0 * total)  # under the cheapest grid: the fewest bits
+    assert all(c.precision == Precision.parse("t1g64") for c in plan.values())

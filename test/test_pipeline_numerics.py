@@ -58,7 +58,7 @@ def prompts(count=3, length=16, seed=0):
 
 
 def test_pipeline_shows_five_fused_qkv_per_function(work):
-    result = tool("harden-opt", "--harden-pipeline", work / "m.mlir", "--mlir-print-ir-after-all", "-o", work / "h.mlir")
+    result = tool("harden-opt", "--harden-pipeline=policy=none", work / "m.mlir", "--mlir-print-ir-after-all", "-o", work / "h.mlir")
     after_fuse = result.stderr.split("IR Dump After harden-fuse-qkv")[1].split("IR Dump After")[0]
     assert after_fuse.count('"harden.fused_qkv"') == 2 * 5  # prefill and decode, 5 layers each
     lowered = (work / "h.mlir").read_text()
@@ -104,7 +104,7 @@ def test_ternary_checkpoint_hardens_losslessly(work, cache):
             state[name] = torch.from_numpy(ternarize(weight.numpy(), "absmean", "channel").dequantize())
     write_llama2c(work / "ternary.bin", source.config, state)
     tool("harden-import", "--model", work / "ternary.bin", "--seq-len", "16", "--max-seq-len", "32", "-o", work / "t.mlir")
-    tool("harden-opt", "--harden-pipeline=report=" + str(work / "report.json"), work / "t.mlir", "-o", work / "th.mlir")
+    tool("harden-opt", "--harden-pipeline=policy=none report=" + str(work / "report.json"), work / "t.mlir", "-o", work / "th.mlir")
     assert '"exact": false' not in (work / "report.json").read_text()
     plain, hardened = engine(work / "t.mlir", cache), engine(work / "th.mlir", cache)
     a, b = teacher_forced_logits(plain, prompts()), teacher_forced_logits(hardened, prompts())
@@ -125,6 +125,35 @@ def test_plain_ternarization_rewrites_the_model(work, cache):
     print(f"\nstories260k, absmean per-channel ternary vs f32: {metrics}")
     assert 0.0 <= metrics["top1_agreement"] < 0.9
     assert 0.5 < metrics["kl"] < 50
+
+
+def test_default_pipeline_is_a_bits_budget_that_beats_all_ternary(work, cache):
+    """--harden-pipeline with no options: each matrix's precision chosen under 4 stored bits
+    per weight (scales included, the tied table counted once) and rounded with GPTQ. The
+    report and the schedule summary give the bits; IREE runs the mix, far closer to f32
+    than all-ternary (h.mlir, policy=none) on the same samples."""
+    result = tool("harden-opt", f"--harden-pipeline=report={work / 'budget.json'}", work / "m.mlir", "--harden-remarks",
+                  "--schedule-report", work / "budget-schedule.json", "-o", work / "budget.mlir")
+    report = json.loads((work / "budget.json").read_text())
+    assert report["options"]["method"] == "gptq" and report["bits_per_weight"] <= 4.0
+    choices = {row["choice"] for row in report["layers"]}
+    assert len(choices) >= 2 and any(c.startswith(("int", "uint")) for c in choices), choices
+    assert "bits per weight over" in result.stderr
+    schedule = json.loads((work / "budget-schedule.json").read_text())["functions"]["decode"]
+    assert schedule["summary"]["bits_per_weight"] == pytest.approx(report["bits_per_weight"], abs=1e-4)
+    assert {row["precision"] for row in schedule["ops"] if "precision" in row} >= choices - {"f32"}
+    text = (work / "budget.mlir").read_text()
+    assert "linalg.batch_matmul" in text  # the int_linear lowering on group-major codes
+    if not (work / "h.mlir").exists():  # all ternary (the first test makes it)
+        tool("harden-opt", "--harden-pipeline=policy=none", work / "m.mlir", "-o", work / "h.mlir")
+    loaded = load_module(work / "m.mlir")
+    reference = TorchEngine(exported_model_from_provenance(loaded.provenance), 16, 32)
+    sequences = sample_sequences(reference, 4, 16, seed=3, bos=1)
+    expected = teacher_forced_logits(reference, sequences)
+    kl = {name: compare_logits(expected, teacher_forced_logits(engine(work / f"{name}.mlir", cache), sequences))["kl"]
+          for name in ("budget", "h")}
+    print(f"\nstories260k KL against f32: default (<= 4 bits/weight) {kl['budget']:.3f}, all ternary {kl['h']:.3f}")
+    assert kl["budget"] < 0.5 * kl["h"]
 
 
 def test_sensitivity_lists_every_layer_group(work):
@@ -155,9 +184,9 @@ def test_layers_kept_in_int8_cost_almost_nothing_over_f32(work, cache):
     """keep-as=int8 stores the kept layers in a quarter of the f32 bytes; its KL against f32
     stays within a few percent of keeping them in f32, far below all-ternary."""
     keep = "keep=layers.0.attention,layers.1.feed_forward"
-    tool("harden-opt", f"--harden-pipeline={keep} keep-as=int8 report={work / 'int8.json'}", work / "m.mlir", "-o", work / "int8.mlir")
-    tool("harden-opt", f"--harden-pipeline={keep}", work / "m.mlir", "-o", work / "kept_f32.mlir")
-    tool("harden-opt", "--harden-pipeline", work / "m.mlir", "-o", work / "ternary.mlir")
+    tool("harden-opt", f"--harden-pipeline=policy=none {keep} keep-as=int8 report={work / 'int8.json'}", work / "m.mlir", "-o", work / "int8.mlir")
+    tool("harden-opt", f"--harden-pipeline=policy=none {keep}", work / "m.mlir", "-o", work / "kept_f32.mlir")
+    tool("harden-opt", "--harden-pipeline=policy=none", work / "m.mlir", "-o", work / "ternary.mlir")
     layers = json.loads((work / "int8.json").read_text())["layers"]
     int8 = [row for row in layers if row["precision"] == "int8"]
     assert len(int8) == 2 * 5  # q/k/v and o of layer 0, gate, up, down of layer 1; prefill and decode

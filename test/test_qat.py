@@ -41,7 +41,7 @@ def test_distillation_loss_falls_and_weights_are_exactly_ternary(trained):
 def test_checkpoint_hardens_losslessly_and_runs(trained):
     d = trained
     assert tool("harden-import", "--model", d / "ckpt", "--seq-len", "16", "--max-seq-len", "32", "-o", d / "q.mlir").returncode == 0
-    result = tool("harden-opt", "--harden-pipeline=report=" + str(d / "report.json"), d / "q.mlir", "-o", d / "qh.mlir")
+    result = tool("harden-opt", "--harden-pipeline=policy=none report=" + str(d / "report.json"), d / "q.mlir", "-o", d / "qh.mlir")
     assert result.returncode == 0, result.stderr
     report = json.loads((d / "report.json").read_text())
     assert report["layers"] and all(layer["exact"] and layer["relative_error"] == 0.0 for layer in report["layers"])

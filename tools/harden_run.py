@@ -243,6 +243,8 @@ def print_report(result, description, schedule_summary):
             )
             if s.get("tokens_per_s"):
                 line += f", {s['tokens_per_s']:,.0f} tokens/s"
+            if s.get("bits_per_weight"):
+                line += f", weights at {s['bits_per_weight']:.2f} bits each"
             print(line)
 
 
