@@ -7,7 +7,12 @@ once, samples sequences from it once per (count, length, seed), and serves:
 * `calibration(...)`: the Hessians of every linear's input (eval/calibration.py), on
   sampled sequences or on a text's tokens (`text=`, a file);
 * `sensitivity(...)`: the f32 logits on sampled sequences and the metrics of the model
-  with some weights replaced (eval/sensitivity.py), for harden-ternary-policy.
+  with some weights replaced (eval/sensitivity.py), for harden-ternary-policy;
+* `recall(kind, key)` / `remember(kind, key, value)`: results a pass measured before, as
+  JSON under the compile cache's directory (`$HARDEN_CACHE_DIR/<kind>/<key>.json`), so that
+  asking the policy for another budget of the same module reuses its measurements. The key
+  is the pass's own digest of everything the result depends on; an entry that does not
+  parse is measured again.
 
 Problems (no provenance, a moved checkpoint, a calibration text that cannot be read) are
 `MeasurementError`s, which the passes report at the module.
@@ -15,12 +20,15 @@ Problems (no provenance, a moved checkpoint, a calibration text that cannot be r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from torch_mlir import ir
 
+from harden.backend.cache import default_cache_dir
 from harden.backend.engines import TorchEngine
+from harden.core.files import write_atomically
 from harden.core import progress
 from harden.eval.calibration import Calibration, calibrate
 from harden.eval.evaluate import BOS, sample_sequences, sample_tokens, text_windows
@@ -34,7 +42,8 @@ from harden.quant.options import TernaryOptions
 class ModelMeasurements:
     """Measurements on the reference model of the modules passed in (see the module docstring)."""
 
-    def __init__(self):
+    def __init__(self, cache_dir: Path | None = None):
+        self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
         self._models: dict[str, object] = {}
         self._sequences: dict[tuple, list[list[int]]] = {}
         self._calibrations: dict[tuple, Calibration] = {}
@@ -106,3 +115,17 @@ class ModelMeasurements:
         provenance = self._provenance(module)
         sequences = self._sampled(provenance, samples, seq_len, seed, batched=False)
         return SensitivityModel(self._model(provenance), sequences, provenance.seq_len, provenance.max_seq_len, options)
+
+    def recall(self, kind: str, key: str):
+        """What `remember(kind, key, ...)` stored, or None."""
+        try:
+            return json.loads((self.cache_dir / kind / f"{key}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def remember(self, kind: str, key: str, value) -> None:
+        try:
+            (self.cache_dir / kind).mkdir(parents=True, exist_ok=True)
+            write_atomically(self.cache_dir / kind / f"{key}.json", json.dumps(value, sort_keys=True))
+        except OSError:
+            pass  # a cache that cannot be written only costs time

@@ -3,6 +3,7 @@ each weight matrix's precision to minimise KL under a bits budget."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ CALIBRATION_SEED = 1  # calibration samples; the policy's own samples and harden
 CANDIDATES = ("t1g64", "int3g64", "int4g64", "int4g32", "int5g64", "int6g64", "int8g64")
 TABLE_CANDIDATES = ("int4g64", "int4g32", "int5g64", "int6g64", "int8g64")
 PROBE = "int3g64"
+# The policy's measurements (each matrix's error in each candidate, each group's factor),
+# kept by the measurement provider for the next budget asked of the same module.
+MEMO_KIND = "policy"
+MEMO_VERSION = "harden-ternary-policy max-bits 1"
 
 
 class MeasurementError(Exception):
@@ -130,7 +135,9 @@ class TernaryPolicy(TernaryOptions, Pass):
         an affine grid (a dequantized Q4_1 file) may take it exactly, at no cost. The
         choice minimises the predicted KL under the budget (a Lagrangian search over the
         per-matrix choices); the mix is then measured once (plain rounding; GPTQ, when the
-        pipeline rounds with it, does better)."""
+        pipeline rounds with it, does better). The per-matrix errors and group factors are
+        handed to the measurement provider to keep (harden-opt keeps them beside its compile
+        cache), so another budget for the same weights and options only re-plans."""
         try:
             calibration = ctx.measurements.calibration(module, self.calibration_samples, self.calibration_seq_len, CALIBRATION_SEED, self.calibration_text)
             analysis = ctx.measurements.sensitivity(module, self.ternary_options(), self.samples, self.seq_len, self.seed)
@@ -138,13 +145,24 @@ class TernaryPolicy(TernaryOptions, Pass):
             raise ctx.fail(module, f"'{self.name}' max-bits={self.max_bits:g}: {e}; harden-pipeline with policy=none ternarizes every linear without measuring") from None
         matrices = _weight_matrices(module, ctx)
         options = self.numerics()
-        choices = {name: _choices(name, m, calibration, options, self.exact_grid) for name, m in progress.bar(matrices.items(), desc="precisions of each matrix", unit="matrix")}
-        factors = _group_factors(matrices, choices, analysis)
+        key = self._measurement_key(module, matrices)
+        recalled = ctx.measurements.recall(MEMO_KIND, key) if hasattr(ctx.measurements, "recall") else None
+        if recalled is not None:  # measured before for this module and these options
+            choices = {n: [_Choice(Precision.parse(p), bits, error, None) for p, bits, error in rows] for n, rows in recalled["choices"].items()}
+            factors = recalled["factors"]
+        else:
+            choices = {name: _choices(name, m, calibration, options, self.exact_grid) for name, m in progress.bar(matrices.items(), desc="precisions of each matrix", unit="matrix")}
+            factors = _group_factors(matrices, choices, analysis)
+            if hasattr(ctx.measurements, "remember"):
+                ctx.measurements.remember(MEMO_KIND, key, {
+                    "choices": {n: [[str(c.precision), c.bits, c.error] for c in cs] for n, cs in choices.items()},
+                    "factors": factors,
+                })
         total_weights = sum(m.weight.size for m in matrices.values())
         plan, bits = _lagrangian_plan(choices, {n: factors[m.group] for n, m in matrices.items()}, self.max_bits * total_weights)
         module.attributes[PRECISION_ATTR] = ir.DictAttr.get({name: ir.StringAttr.get(str(p.precision)) for name, p in sorted(plan.items())})
         predicted = sum(factors[matrices[n].group] * p.error for n, p in plan.items())
-        measured = analysis.evaluate_weights({n: p.dequantized for n, p in plan.items()})
+        measured = analysis.evaluate_weights({n: _dequantized(matrices[n], p, calibration, options) for n, p in plan.items()})
         counts = sorted(Counter(str(p.precision) for p in plan.values()).items())
         summary = (f"{bits / total_weights:.3f} bits per weight over {len(plan)} matrices "
                    f"({', '.join(f'{c} {k}' for k, c in counts)}): KL {measured['kl']:.4g} nats with plain rounding")
@@ -163,6 +181,20 @@ class TernaryPolicy(TernaryOptions, Pass):
                 "matrices": {n: {"precision": str(p.precision), "bits_per_weight": p.bits / matrices[n].weight.size,
                                  "output_error": p.error, "group": matrices[n].group} for n, p in sorted(plan.items())},
             }, indent=2) + "\n")
+
+
+    def _measurement_key(self, module: ir.Operation, matrices: dict[str, "_Matrix"]) -> str:
+        """A digest of everything the per-matrix errors and the group factors depend on: the
+        weights, the model the provenance rebuilds, the sampling and calibration options."""
+        h = hashlib.sha256(MEMO_VERSION.encode())
+        provenance = module.attributes["harden.provenance"] if "harden.provenance" in module.attributes else None
+        settings = (str(provenance), repr(self.numerics()), self.samples, self.seq_len, self.seed, self.calibration_samples,
+                    self.calibration_seq_len, self.calibration_text, self.exact_grid, CANDIDATES, TABLE_CANDIDATES, PROBE)
+        h.update(repr(settings).encode())
+        for name, m in sorted(matrices.items()):
+            h.update(f"{name}|{m.group}|{m.hessian_name}|{m.weight.shape}".encode())
+            h.update(np.ascontiguousarray(m.weight).tobytes())
+        return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -232,6 +264,13 @@ def _choices(name: str, m: _Matrix, calibration, options: TernaryOptions, exact_
         approx = q.dequantize()
         choices.append(_Choice(precision, precision.stored_bits(m.weight.shape, options), _output_error(m.weight, approx, hessian), approx))
     return choices
+
+
+def _dequantized(m: _Matrix, choice: _Choice, calibration, options: TernaryOptions) -> np.ndarray:
+    """The matrix as a choice stores it (plain rounding, as the choices were measured)."""
+    if choice.dequantized is not None:
+        return choice.dequantized
+    return quantize_as(m.weight, choice.precision, options, calibration.hessian(m.hessian_name), feedback=False).dequantize()
 
 
 def _group_factors(matrices: dict[str, _Matrix], choices: dict[str, list[_Choice]], analysis) -> dict[str, float]:
