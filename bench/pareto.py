@@ -47,17 +47,18 @@ PROMPT = "What is the capital of France?"
 SEQ_LEN, MAX_SEQ_LEN, SAMPLES = 128, 256, 8
 
 LLAMA_CPP_TYPES = ("Q8_0", "Q6_K", "Q4_K_M", "Q3_K_M", "Q4_0", "Q3_K_S", "Q2_K", "TQ2_0", "TQ1_0")
-# harden's points: the default (4 bits per weight), budgets that do not lean on the Q4_1 grid
-# (one at or under each llama.cpp point), low budgets, and all-ternary with calibration.
+# harden's points: the default (4 bits per weight) and other budgets, budgets that may not
+# keep the Q4_1 grid, and all-ternary with calibration. Points of one exact-grid setting
+# share the policy's measurements (kept by harden-opt), so they follow each other.
 HARDEN_POINTS = (
     "max-bits=4",
-    "max-bits=8.2 exact-grid=false",
-    "max-bits=6.3 exact-grid=false",
-    "max-bits=5.5 exact-grid=false",
-    "max-bits=5 exact-grid=false",
-    "max-bits=4 exact-grid=false",
+    "max-bits=5",
     "max-bits=3",
     "max-bits=2.5",
+    "max-bits=8.2 exact-grid=false",
+    "max-bits=6.3 exact-grid=false",
+    "max-bits=5 exact-grid=false",
+    "max-bits=4 exact-grid=false",
     "policy=none method=gptq scale=group group-size=64",
 )
 

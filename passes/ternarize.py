@@ -88,10 +88,8 @@ class Ternarize(TernaryOptions, Pass):
                 hessian = calibration.hessian(name) if calibration is not None else None
                 row = _harden_linear(op, name, precision, self, hessian, ctx, shared)
                 rows.append({"function": func.sym_name.value, "layer": name, "group": layer_group(name), **row})
-            table = precisions.get(EMBEDDING)
-            if table is not None:
-                hessian = calibration.hessian(CLASSIFIER) if calibration is not None else None
-                rows += _harden_embeddings(func, table, self, hessian, ctx, shared)
+            hessian = calibration.hessian(CLASSIFIER) if calibration is not None and precisions.get(EMBEDDING) else None
+            rows += _harden_embeddings(func, precisions.get(EMBEDDING), self, hessian, ctx, shared)
             kept += [_f32_row(name, op.operands[0], ctx) for op in body_ops(func) if op.operation.name == "torch.aten.embedding"
                      and (name := ctx.weights.name_of(op.operands[0])) is not None and canonical_name(name) == EMBEDDING]
         summary = _bits_summary(rows, [row for row in kept if row is not None])
@@ -130,8 +128,10 @@ class Ternarize(TernaryOptions, Pass):
         if chosen is not None:
             return f"'{name}' stays in f32 (harden.precision)" if chosen.kind == "f32" else chosen
         keep = _matching(patterns.keep, names)
-        if keep:
-            return f"'{name}' matches keep pattern '{keep}' (kept in f32)" if self.keep_as == "f32" else Precision("int8")
+        if keep and self.keep_as == "f32":
+            return f"'{name}' matches keep pattern '{keep}' (kept in f32)"
+        if keep:  # a tied classifier in int8 shares its codes with the lookup: f16 scales per row
+            return Precision("int", bits=8, group_size=weight.shape[1]) if _is_classifier(op, name) and _tied(op) else Precision("int8")
         if not self.classifier and _is_classifier(op, name):
             return f"'{name}' is the classifier (use classifier=true to ternarize it)"
         return Precision("ternary")
@@ -225,21 +225,22 @@ def _int_constants(q: IntWeight, name: str, ctx: PassContext):
     return codes, scales, mins
 
 
-def _harden_embeddings(func, precision: Precision, options: TernaryOptions, hessian, ctx: PassContext, shared: dict) -> list[dict]:
-    """Turns the function's lookups of the embedding table into `harden.int_embedding` in
-    `precision` (an int grid), reading the codes a tied classifier already reads."""
+def _harden_embeddings(func, precision: Precision | None, options: TernaryOptions, hessian, ctx: PassContext, shared: dict) -> list[dict]:
+    """Turns the function's lookups of a table into `harden.int_embedding`: of a table a tied
+    classifier was quantized from (reading the codes it reads: stored once), and of the
+    token embedding when `precision` (an int grid) is given for it."""
     rows = []
     for op in body_ops(func):
         if op.operation.name != "torch.aten.embedding":
             continue
         name = ctx.weights.name_of(op.operands[0])
-        if name is None or canonical_name(name) != EMBEDDING:
+        tied = name in shared
+        if name is None or not (tied or (precision is not None and canonical_name(name) == EMBEDDING)):
             continue
-        if precision.kind != "int":
+        if not tied and precision.kind != "int":
             raise ctx.fail(op, f"the embedding table takes an integer grid (int<b>g<G>), not {precision}")
         table_op = defining_op(op.operands[0])
         w = ctx.weights.value_of(op.operands[0])
-        tied = name in shared
         if not tied:
             q = quantize_as(w, precision, options, hessian)
             with ir.InsertionPoint(table_op), table_op.location:

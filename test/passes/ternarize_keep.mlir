@@ -29,18 +29,22 @@
 
 // The layer groups harden-ternary-policy chose (module attribute harden.keep) are kept the
 // same way; a kept fused qkv becomes one int8_linear (bias in f32) and three slices. The
-// classifier, kept by name, is int8 too (without classifier=true); the embedding it is
-// tied to keeps its f32 table.
+// classifier, kept by name, is int8 too (without classifier=true); tied to the embedding,
+// it becomes an int_linear (8-bit codes, an f16 scale per row) whose codes the lookup
+// reads too (harden.int_embedding): the table is stored once, the f32 one is gone.
 // INT8-LABEL: func.func @fused_qkv
 // INT8: %[[Y:.*]] = "harden.int8_linear"(%arg0, %{{.*}}, %{{.*}}, %{{.*}}) {in_features = 4 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1>, out_features = 16 : i64} : ({{.*}}) -> !torch.vtensor<[1,3,16],f32>
 // INT8: torch.aten.slice.Tensor %[[Y]], {{.*}} -> !torch.vtensor<[1,3,8],f32>
 // INT8: torch.aten.slice.Tensor %[[Y]], {{.*}} -> !torch.vtensor<[1,3,4],f32>
 // INT8: torch.aten.slice.Tensor %[[Y]], {{.*}} -> !torch.vtensor<[1,3,4],f32>
 // INT8-LABEL: func.func @tied_classifier
-// INT8: %[[EMB:.*]] = torch.vtensor.literal({{.*}}tensor<8x4xf32>)
-// INT8: torch.aten.embedding %[[EMB]]
-// INT8: "harden.int8_linear"
+// INT8-NOT: tensor<8x4xf32>
+// INT8: %[[CODES:.*]] = torch.vtensor.literal({{.*}}tensor<8x4xsi8>) {harden.name = "output.weight.codes"}
+// INT8: %[[SCALES:.*]] = torch.vtensor.literal({{.*}}tensor<8x1xf16>) {harden.name = "output.weight.scales"}
+// INT8: "harden.int_embedding"(%arg0, %[[CODES]], %[[SCALES]]) {bits = 8 : i64, group_size = 4 : i64
+// INT8: "harden.int_linear"(%{{.*}}, %[[CODES]], %[[SCALES]]) {bits = 8 : i64, group_size = 4 : i64
 // INT8-NOT: torch.aten.linear
+// INT8-NOT: torch.aten.embedding
 // F32-LABEL: func.func @fused_qkv
 // F32: "harden.fused_qkv"
 // F32-NOT: harden.ternary_linear
@@ -49,7 +53,7 @@
 // LOWER-LABEL: func.func @fused_qkv
 // LOWER: linalg.matmul {{.*}} tensor<4x16xi8>
 // LOWER-LABEL: func.func @tied_classifier
-// LOWER: linalg.matmul {{.*}} tensor<4x8xi8>
+// LOWER: linalg.batch_matmul {{.*}} tensor<1x4x8xi8>
 module attributes {harden.keep = ["layers.0.attention"]} {
 func.func @linear(%x: !torch.vtensor<[1,3,4],f32>) -> !torch.vtensor<[1,3,2],f32> {
   %none = torch.constant.none
@@ -84,7 +88,7 @@ func.func @tied_classifier(%tokens: !torch.vtensor<[1,3],si64>) -> !torch.vtenso
 // REPORT-NEXT: "bytes_before": 256,
 // REPORT-NEXT: "bytes_after": 128
 // REPORT: "layer": "output.weight"
-// REPORT: "precision": "int8"
+// REPORT: "precision": "int8g4"
 
 // An int8_linear whose weight is not a constant cannot be re-laid out: an error at the op.
 // RUN: not harden-opt %inputs/int8_argument_weight.mlir --harden-lower-harden-ops 2>&1 | filecheck %s --check-prefix=ARGUMENT
