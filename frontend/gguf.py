@@ -30,7 +30,9 @@ from harden.frontend.weights import FrontendError, WeightSource, build_reference
 GGUF_MAGIC = b"GGUF"
 
 # The tensor types the import dequantizes (gguf.quants knows them all); anything else is refused.
-SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K", "TQ1_0", "TQ2_0")
+SUPPORTED_TYPES = (
+    "F32", "F16", "BF16", "Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0",
+)
 
 _LAYER_NAMES = {
     "attn_norm.weight": "attention_norm.weight",

@@ -119,8 +119,8 @@ def _bad_inputs(good: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
     writer.write_tensors_to_file()
     writer.close()
     cases["another architecture"] = (qwen, "architecture 'qwen2' is not supported")
-    q5 = write_tiny_gguf(tmp / "q5.gguf", tensor_type=lambda n: "Q5_0" if n.endswith("w2.weight") else stored_type(n))
-    cases["unsupported tensor type"] = (q5, "tensor 'blk.0.ffn_down.weight' has type Q5_0")
+    fp4 = write_tiny_gguf(tmp / "mxfp4.gguf", tensor_type=lambda n: "MXFP4" if n.endswith("w2.weight") else stored_type(n))
+    cases["unsupported tensor type"] = (fp4, "tensor 'blk.0.ffn_down.weight' has type MXFP4")
     big = write_tiny_gguf(tmp / "big-vocab.gguf", vocabulary=byte_level_vocabulary(extra_tokens=3))
     cases["tokenizer larger than the vocabulary"] = (big, f"the tokenizer has {VOCAB_SIZE + 3} tokens, the model's vocabulary {VOCAB_SIZE}")
     return cases
