@@ -21,7 +21,6 @@ from harden.dialects.harden import build_int8_linear, build_int_embedding, build
 from harden.dialects.ternary_pack import pack_ternary_2bit
 from harden.passes.ternary_policy import (
     CALIBRATION_SEED,
-    CLASSIFIER,
     EMBEDDING,
     FUSED_QKV,
     KEEP_ATTR,
@@ -88,8 +87,7 @@ class Ternarize(TernaryOptions, Pass):
                 hessian = calibration.hessian(name) if calibration is not None else None
                 row = _harden_linear(op, name, precision, self, hessian, ctx, shared)
                 rows.append({"function": func.sym_name.value, "layer": name, "group": layer_group(name), **row})
-            hessian = calibration.hessian(CLASSIFIER) if calibration is not None and precisions.get(EMBEDDING) else None
-            rows += _harden_embeddings(func, precisions.get(EMBEDDING), self, hessian, ctx, shared)
+            rows += _harden_embeddings(func, precisions.get(EMBEDDING), self, ctx, shared)
             kept += [_f32_row(name, op.operands[0], ctx) for op in body_ops(func) if op.operation.name == "torch.aten.embedding"
                      and (name := ctx.weights.name_of(op.operands[0])) is not None and canonical_name(name) == EMBEDDING]
         summary = _bits_summary(rows, [row for row in kept if row is not None])
@@ -225,10 +223,11 @@ def _int_constants(q: IntWeight, name: str, ctx: PassContext):
     return codes, scales, mins
 
 
-def _harden_embeddings(func, precision: Precision | None, options: TernaryOptions, hessian, ctx: PassContext, shared: dict) -> list[dict]:
+def _harden_embeddings(func, precision: Precision | None, options: TernaryOptions, ctx: PassContext, shared: dict) -> list[dict]:
     """Turns the function's lookups of a table into `harden.int_embedding`: of a table a tied
-    classifier was quantized from (reading the codes it reads: stored once), and of the
-    token embedding when `precision` (an int grid) is given for it."""
+    classifier was quantized from (reading the codes it reads: stored once, rounded for the
+    classifier's inputs), and of an untied token embedding when `precision` (an int grid)
+    is given for it (plain rounding: a lookup has no inputs to weigh the error by)."""
     rows = []
     for op in body_ops(func):
         if op.operation.name != "torch.aten.embedding":
@@ -242,7 +241,7 @@ def _harden_embeddings(func, precision: Precision | None, options: TernaryOption
         table_op = defining_op(op.operands[0])
         w = ctx.weights.value_of(op.operands[0])
         if not tied:
-            q = quantize_as(w, precision, options, hessian)
+            q = quantize_as(w, precision, options)
             with ir.InsertionPoint(table_op), table_op.location:
                 shared[name] = (q, _int_constants(q, name, ctx))
         q, (codes, scales, mins) = shared[name]
