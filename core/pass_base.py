@@ -47,9 +47,10 @@ class PassContext:
     measurements of the PyTorch model the module came from, which the tools inject (passes
     never import the layers that run models): `measurements` has
     `calibration(module, samples, seq_len, seed, text)` (Hessians of every linear's input)
-    and `sensitivity(module, options, samples, seq_len, seed)` (KL of replaced weights);
-    harden-opt supplies `harden.eval.measurements.ModelMeasurements`. None: the driver has
-    none, and a pass that needs them fails at the module.
+    and `sensitivity(module, options, samples, seq_len, seed)` (KL of replaced weights), and
+    may keep a pass's results for the next run (`recall(kind, key)`, `remember(kind, key,
+    value)`); harden-opt supplies `harden.eval.measurements.ModelMeasurements`. None: the
+    driver has none, and a pass that needs them fails at the module.
     """
 
     diagnostics: DiagnosticSink
