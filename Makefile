@@ -37,7 +37,7 @@ install: $(STAMP) $(KERNEL_OBJECT)
 # about 10 minutes on 2 cores), compile it with IREE and ask both models the same question.
 demo: $(STAMP) $(KERNEL_OBJECT)
 	mkdir -p out
-	$(BIN)/harden-import --model smollm2-135m --max-seq-len 256 -o out/smollm2.mlir
+	$(BIN)/harden-import --model smollm2-135m --seq-len 128 --max-seq-len 256 -o out/smollm2.mlir
 	$(BIN)/harden-opt --harden-pipeline="report=out/smollm2-ternarize-report.json" out/smollm2.mlir \
 	    --schedule-report out/smollm2-schedule.json --schedule-gantt out/smollm2-schedule.png -o out/smollm2.hardened.mlir
 	$(BIN)/harden-run out/smollm2.hardened.mlir --reference out/smollm2.mlir --chat --prompt "$(DEMO_PROMPT)" \
