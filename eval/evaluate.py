@@ -106,6 +106,12 @@ def greedy_generate(engine: Engine, prompt: list[int], steps: int, eos_ids: froz
     return Generation(generated, 1000 * statistics.mean(times) if times else float("nan"), token in eos_ids)
 
 
+def split_bos(tokenizer, ids: list[int]) -> tuple[int | None, list[int]]:
+    """(the BOS the tokenizer led `ids` with, or None; the text's own tokens after it)."""
+    bos = tokenizer.backend.bos_token_id if ids and ids[0] == tokenizer.backend.bos_token_id else None
+    return bos, ids[1:] if bos is not None else ids
+
+
 def text_windows(tokens: list[int], length: int, bos: int | None) -> list[list[int]]:
     """The text's tokens cut into consecutive windows of `length` (each starting with BOS
     when the model uses one, as llama.cpp's perplexity does); a text shorter than one window

@@ -31,7 +31,7 @@ from harden.backend.engines import TorchEngine
 from harden.core.files import write_atomically
 from harden.core import progress
 from harden.eval.calibration import Calibration, calibrate
-from harden.eval.evaluate import BOS, sample_sequences, sample_tokens, text_windows
+from harden.eval.evaluate import BOS, sample_sequences, sample_tokens, split_bos, text_windows
 from harden.eval.sensitivity import SensitivityModel
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance, reference_model_from_provenance, tokenizer_from_provenance
 from harden.frontend.weights import FrontendError
@@ -102,9 +102,7 @@ class ModelMeasurements:
             raise MeasurementError(f"a calibration text needs the model's tokenizer: {e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise MeasurementError(f"cannot read the calibration text '{text}' ({e.__class__.__name__})") from None
-        ids = tokenizer.encode(content)
-        bos = tokenizer.backend.bos_token_id if ids and ids[0] == tokenizer.backend.bos_token_id else None
-        body = ids[1:] if bos is not None else ids
+        bos, body = split_bos(tokenizer, tokenizer.encode(content))
         if len(body) < 2:
             raise MeasurementError(f"the calibration text '{text}' holds no text")
         length = min(length, provenance.max_seq_len)

@@ -13,7 +13,7 @@ from harden.backend.compile import IreeError, LoweringError
 from harden.backend.engines import IreeEngine, TorchEngine
 from harden.backend.modules import ModuleError, compile_module, load_module
 from harden.core import progress
-from harden.eval.evaluate import greedy_generate, measure_speed, perplexity, sample_sequences, teacher_forced_logits, text_windows
+from harden.eval.evaluate import greedy_generate, measure_speed, perplexity, sample_sequences, split_bos, teacher_forced_logits, text_windows
 from harden.eval.metrics import compare_logits
 from harden.frontend.provenance import exported_model_from_provenance, tokenizer_from_provenance
 from harden.frontend.tokenizer import TextTokenizer
@@ -152,9 +152,7 @@ def text_sequences(args, tokenizer: TextTokenizer, seq_len: int, max_seq_len: in
         raise CommandError(f"--text '{args.text}': no such file") from None
     except (UnicodeDecodeError, OSError) as e:
         raise CommandError(f"--text '{args.text}': cannot read it as UTF-8 text ({e.__class__.__name__})") from None
-    ids = tokenizer.encode(text)
-    bos = tokenizer.backend.bos_token_id if ids and ids[0] == tokenizer.backend.bos_token_id else None
-    body = ids[1:] if bos is not None else ids
+    bos, body = split_bos(tokenizer, tokenizer.encode(text))
     if not body:
         raise CommandError(f"--text '{args.text}': the file holds no text")
     length = args.seq_len or seq_len
