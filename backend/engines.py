@@ -22,6 +22,7 @@ from harden.backend.compile import IreeModule
 class EngineState:
     k_cache: object
     v_cache: object
+    length: int | None = None  # positions of the caches (IREE: the decode bucket they are held at)
 
 
 class Engine(ABC):
@@ -65,18 +66,38 @@ def _host_copy(array) -> np.ndarray:
 
 
 class IreeEngine(Engine):
-    """A compiled module on IREE's CPU runtime; caches stay on the device between calls."""
+    """A compiled module on IREE's CPU runtime; caches stay on the device between calls.
 
-    def __init__(self, module: IreeModule, seq_len: int, max_seq_len: int, label: str):
+    With decode buckets (`decode_<B>` functions, see frontend/importer.py) the caches are
+    held at the smallest size B above the position being decoded, so a step costs what the
+    filled positions need; they move to the next size (a host copy, padded with zeros) when
+    the position reaches B: a handful of times per sequence. Positions at or above B are
+    never written while the caches are held at B, so cutting them off loses nothing."""
+
+    def __init__(self, module: IreeModule, seq_len: int, max_seq_len: int, label: str, decode_buckets: tuple[int, ...] = ()):
         self.module = module
         self.seq_len, self.max_seq_len, self.label = seq_len, max_seq_len, label
+        self.sizes = (*sorted(decode_buckets), max_seq_len)
 
     def prefill(self, tokens):
         logits, k, v = self.module.call_raw("prefill", np.asarray(tokens, np.int64))
-        return _host_copy(logits), EngineState(k, v)
+        return _host_copy(logits), EngineState(k, v, self.max_seq_len)
 
     def decode(self, token, pos, state):
-        logits, k, v = self.module.call_raw(
-            "decode", np.array([[token]], np.int64), np.array([pos], np.int64), state.k_cache, state.v_cache
-        )
-        return _host_copy(logits), EngineState(k, v)
+        size = next((s for s in self.sizes if pos < s), self.max_seq_len)
+        k, v = state.k_cache, state.v_cache
+        if state.length != size:
+            k, v = _resized(k, size), _resized(v, size)
+        function = "decode" if size == self.max_seq_len else f"decode_{size}"
+        logits, k, v = self.module.call_raw(function, np.array([[token]], np.int64), np.array([pos], np.int64), k, v)
+        return _host_copy(logits), EngineState(k, v, size)
+
+
+def _resized(cache, size: int) -> np.ndarray:
+    """A cache [L, 1, kv, T, hd] cut or zero-padded to `size` positions (on the host)."""
+    array = np.asarray(cache.to_host() if hasattr(cache, "to_host") else cache)
+    if array.shape[3] >= size:
+        return np.ascontiguousarray(array[:, :, :, :size])
+    padded = np.zeros((*array.shape[:3], size, array.shape[4]), array.dtype)
+    padded[:, :, :, : array.shape[3]] = array
+    return padded

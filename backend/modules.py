@@ -21,6 +21,7 @@ from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provena
 from harden.quant.precision import BITS_ATTR
 
 ENTRY_POINTS = ("prefill", "decode")
+BUCKET_PREFIX = "decode_"  # decode_<B>: decode over a cache of B positions (frontend/importer.py)
 
 
 class ModuleError(Exception):
@@ -38,6 +39,7 @@ class LoadedModule:
     signature: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # function -> (inputs, results)
     seq_len: int  # prefill length S of prefill(tokens [1, S])
     max_seq_len: int  # KV-cache positions T of decode(token, pos, k_cache [L, 1, kv, T, hd], v_cache)
+    decode_buckets: tuple[int, ...] = ()  # cache sizes B < T of the decode_<B> functions, ascending
     schedule_summary: dict[str, dict] = field(default_factory=dict)  # function -> harden.schedule
 
 
@@ -74,6 +76,14 @@ def load_module(path: str | Path) -> LoadedModule:
         raise ModuleError(f"'{path}' has no function '{missing[0]}' (harden-import writes prefill and decode)")
     if len(inputs["prefill"]) != 1 or len(inputs["decode"]) != 4:
         raise ModuleError(f"'{path}' does not have harden-import's prefill(tokens) and decode(token, pos, k_cache, v_cache)")
+    max_seq_len = inputs["decode"][2].shape[3]
+    buckets = []
+    for name, args in inputs.items():
+        size = name.removeprefix(BUCKET_PREFIX)
+        if name.startswith(BUCKET_PREFIX) and size.isdigit():
+            if len(args) != 4 or args[2].shape[3] != int(size) or not int(size) < max_seq_len:
+                raise ModuleError(f"'{path}': function '{name}' is not decode over a cache of {size} positions below {max_seq_len}")
+            buckets.append(int(size))
     return LoadedModule(
         path,
         # With locations, IREE's diagnostics point into the file the user gave.
@@ -82,7 +92,8 @@ def load_module(path: str | Path) -> LoadedModule:
         provenance,
         signature,
         seq_len=inputs["prefill"][0].shape[1],
-        max_seq_len=inputs["decode"][2].shape[3],
+        max_seq_len=max_seq_len,
+        decode_buckets=tuple(sorted(buckets)),
         schedule_summary=schedule_summary,
     )
 

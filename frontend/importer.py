@@ -22,6 +22,14 @@ The provenance (`harden.provenance`, see provenance.py) records where the module
 Function signatures (KV cache layout [n_layers, 1, n_kv_heads, T, head_dim], f32):
     prefill(tokens: [1, S] si64) -> (logits [1, S, vocab], k_cache, v_cache)
     decode(token: [1, 1] si64, pos: [1] si64, k_cache, v_cache) -> (logits [1, 1, vocab], k_cache, v_cache)
+    decode_<B>(token, pos, k_cache [.., B, ..], v_cache [.., B, ..]) -> (logits, k_cache, v_cache)
+
+The `decode_<B>` functions are decode over a cache of only B < T positions (decode
+buckets): a decode step writes and attends over every position of the cache it is given,
+so a runtime that holds the cache at the smallest bucket above the position pays for the
+positions filled so far (within 2x), not for the capacity. By default they are 256, 512,
+1024, ... below T when T >= 1024 (a 2048-position cache costs as much at position 150 as a
+256-position import); `decode_buckets` chooses others, () none.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ from harden.frontend.torch_models import build_frontend_model
 from harden.frontend.weights import FrontendError, WeightSource
 
 ENTRIES = ("prefill", "decode")
+BUCKET_PREFIX = "decode_"
+SMALLEST_BUCKET = 256
 FRONTENDS = ("reference", "hf")
 DEFAULT_SEQ_LEN = 64
 DEFAULT_MAX_SEQ_LEN = 2048
@@ -119,6 +129,17 @@ def _functional(exported: torch.export.ExportedProgram) -> torch.export.Exported
     return exported.run_decompositions({}) if _mutates(exported) else exported
 
 
+def default_decode_buckets(max_seq_len: int) -> tuple[int, ...]:
+    """256, 512, ... below `max_seq_len` when it is 1024 or more, else none."""
+    if max_seq_len < 4 * SMALLEST_BUCKET:
+        return ()
+    buckets, size = [], SMALLEST_BUCKET
+    while size < max_seq_len:
+        buckets.append(size)
+        size *= 2
+    return tuple(buckets)
+
+
 def _example_inputs(entry: str, config: LlamaConfig, seq_len: int, max_seq_len: int):
     if entry == "prefill":
         return (torch.zeros(1, seq_len, dtype=torch.int64),)
@@ -137,6 +158,7 @@ def import_model(
     external_weights: bool | None = None,
     params_file: str | None = None,
     tokenizer: TextTokenizer | None = None,
+    decode_buckets: tuple[int, ...] | None = None,
 ) -> ImportedModel:
     """Exports `source` and imports it as torch-dialect MLIR (see the module docstring).
 
@@ -145,7 +167,9 @@ def import_model(
     (default min(model context, 2048)) the KV-cache length. external_weights defaults to
     True above INLINE_WEIGHT_LIMIT; then `params_file` (a name relative to the MLIR file)
     is recorded as `harden.params`. `tokenizer` is recorded in the provenance (its ids
-    must fit the vocabulary). Raises FrontendError for bad arguments.
+    must fit the vocabulary). `decode_buckets` (default `default_decode_buckets`) adds a
+    `decode_<B>` function per size, each above the prefill length and below max_seq_len.
+    Raises FrontendError for bad arguments.
     """
     config = source.config
     frontend = frontend or ("hf" if isinstance(source, HfCheckpoint) else "reference")
@@ -163,6 +187,13 @@ def import_model(
         raise FrontendError(f"--max-seq-len {max_seq_len} exceeds the model's context length {config.max_seq_len}")
     if seq_len > max_seq_len:
         raise FrontendError(f"--seq-len {seq_len} exceeds --max-seq-len {max_seq_len}")
+    if decode_buckets is None:
+        decode_buckets = tuple(b for b in default_decode_buckets(max_seq_len) if b > seq_len) if "decode" in entries else ()
+    bad = [b for b in decode_buckets if not seq_len < b < max_seq_len]
+    if bad or len(set(decode_buckets)) != len(decode_buckets):
+        raise FrontendError(f"decode buckets must be distinct sizes above --seq-len {seq_len} and below --max-seq-len {max_seq_len}, got {','.join(map(str, decode_buckets))}")
+    if decode_buckets and "decode" not in entries:
+        raise FrontendError("decode buckets need the decode entry")
     if external_weights is None:
         external_weights = external_by_default(config)
     if external_weights and not params_file:
@@ -189,10 +220,12 @@ def import_model(
     hooks = _WeightHooks(weights, prefix, external_weights)
     importer = FxImporter(context=make_context(), hooks=hooks)
     programs = {"prefill": PrefillProgram(model, max_seq_len), "decode": DecodeProgram(model)}
-    for entry in entries:
-        with progress.stage(f"exporting and importing {entry}"), torch.no_grad():
-            exported = torch.export.export(programs[entry], _example_inputs(entry, config, seq_len, max_seq_len))
-            importer.import_program(_functional(exported), func_name=entry)
+    exports = [(entry, entry, max_seq_len) for entry in entries]
+    exports += [(f"{BUCKET_PREFIX}{size}", "decode", size) for size in sorted(decode_buckets)]
+    for name, entry, length in exports:
+        with progress.stage(f"exporting and importing {name}"), torch.no_grad():
+            exported = torch.export.export(programs[entry], _example_inputs(entry, config, seq_len, length))
+            importer.import_program(_functional(exported), func_name=name)
 
     module = importer.module
     with module.context:

@@ -74,6 +74,7 @@ class Ternarize(TernaryOptions, Pass):
         precisions = _precisions(module, ctx)
         calibration = self._calibration(module, ctx)
         rows, kept = [], []
+        rounded: dict[tuple[str, str], object] = {}  # (weight, precision) -> its rounding, shared by every function
         for func in functions(module):
             shared: dict[str, tuple] = {}  # a table's codes and scales, made once per function
             candidates = [op for op in body_ops(func) if op.operation.name in (LINEAR, FUSED_QKV)]
@@ -85,7 +86,7 @@ class Ternarize(TernaryOptions, Pass):
                     kept.append(_f32_row(name, op.operands[1], ctx))
                     continue
                 hessian = calibration.hessian(name) if calibration is not None else None
-                row = _harden_linear(op, name, precision, self, hessian, ctx, shared)
+                row = _harden_linear(op, name, precision, self, hessian, ctx, shared, rounded)
                 rows.append({"function": func.sym_name.value, "layer": name, "group": layer_group(name), **row})
             rows += _harden_embeddings(func, precisions.get(EMBEDDING), self, ctx, shared)
             kept += [_f32_row(name, op.operands[0], ctx) for op in body_ops(func) if op.operation.name == "torch.aten.embedding"
@@ -183,13 +184,18 @@ def _tied(op) -> bool:
     return any(u.operation.name == "torch.aten.embedding" for u in users(op.operands[1]))
 
 
-def _harden_linear(op, name: str, precision: Precision, options: TernaryOptions, hessian, ctx: PassContext, shared: dict) -> dict:
-    """Replaces a linear or fused_qkv by its quantized op in `precision`; its report row."""
+def _harden_linear(op, name: str, precision: Precision, options: TernaryOptions, hessian, ctx: PassContext, shared: dict, rounded: dict) -> dict:
+    """Replaces a linear or fused_qkv by its quantized op in `precision`; its report row.
+    `rounded` keeps each weight's rounding for the other functions (prefill, decode and
+    the decode buckets read the same weights: GPTQ runs once per weight)."""
     w = ctx.weights.value_of(op.operands[1])
     out_features, in_features = w.shape
     if not precision.fits(in_features):
         raise ctx.fail(op, f"precision {precision} needs rows of a multiple of {precision.group_size} columns, '{name}' has {in_features}")
-    quantized = shared[name][0] if name in shared else quantize_as(w, precision, options, hessian)
+    key = (name, str(precision))
+    if key not in rounded:
+        rounded[key] = shared[name][0] if name in shared else quantize_as(w, precision, options, hessian)
+    quantized = rounded[key]
     with ir.InsertionPoint(op), op.location:
         result_type, bias = _result_type(op, out_features), _bias(op)
         if isinstance(quantized, TernaryWeight):

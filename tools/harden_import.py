@@ -46,6 +46,12 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--entry", default=",".join(ENTRIES), help="functions to emit, comma-separated (default prefill,decode)")
     parser.add_argument("--seq-len", type=int, metavar="S", help=f"prefill length (default {DEFAULT_SEQ_LEN}, at most --max-seq-len)")
     parser.add_argument("--max-seq-len", type=int, metavar="N", help=f"KV-cache positions (default min(model context, {DEFAULT_MAX_SEQ_LEN}))")
+    parser.add_argument(
+        "--decode-buckets",
+        metavar="B,B,..|none",
+        help="cache sizes of extra decode_<B> functions, so a decode step costs what the filled positions need "
+        "(default: 256, 512, ... below --max-seq-len when it is 1024 or more)",
+    )
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--external-weights", dest="external", action="store_const", const=True, help="keep weights in a safetensors file beside the output")
     weights.add_argument("--inline-weights", dest="external", action="store_const", const=False, help="keep weights inline even for large models")
@@ -62,6 +68,17 @@ def params_file_for(output: str) -> Path:
     if params.resolve() == Path(output).resolve():
         raise CommandError(f"output '{output}' would be overwritten by its own parameter file; use a .mlir name")
     return params
+
+
+def parse_buckets(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    if text.strip() == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise CommandError(f"--decode-buckets takes sizes separated by commas or 'none', got '{text}'", 2) from None
 
 
 def open_source(args):
@@ -98,6 +115,7 @@ def harden_import(argv: list[str]) -> int:
             external_weights=external,
             params_file=params.name if params else None,
             tokenizer=tokenizer,
+            decode_buckets=parse_buckets(args.decode_buckets),
         )
         if params:
             write_parameter_file(params, imported.weights, imported.external_weights)

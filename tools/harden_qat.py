@@ -27,15 +27,30 @@ def make_parser() -> ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="stories260k, tiny, a llama2.c .bin file or a Hugging Face directory")
     source.add_argument("--random-init", metavar="SHAPE", help="a named shape with seeded random weights")
-    p.add_argument("--method", choices=("absmean", "twn"), default="absmean")
+    p.add_argument(
+        "--method",
+        choices=("absmean", "twn", "ls", "gptq"),
+        default="absmean",
+        help="absmean/twn: latent weights ternarized each step; ls/gptq: start from the compiler's calibrated rounding "
+        "(gptq: error feedback on Hessians from sampled sequences) and train what --train says",
+    )
+    p.add_argument(
+        "--train",
+        choices=("scales", "all"),
+        help="with ls/gptq: scales (codes fixed, the default) or all (scales and codes through a latent weight); norms train too",
+    )
     p.add_argument("--scale", choices=("tensor", "channel", "group"), default="channel")
     p.add_argument("--group-size", type=int, help="input columns per scale (with --scale group)")
+    p.add_argument("--planes", type=int, default=1, help="ternary planes (2 with ls/gptq and --train scales)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="train for this many minutes of wall time (default 15)")
     budget.add_argument("--steps", type=int, help="train for this many steps (deterministic for a seed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training samples (the held-out set has its own)")
     p.add_argument("--batch", type=int, default=16, help="sequences per step (default 16)")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence (default 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate of latent weights (default 2e-3), or with ls/gptq and --train all of the latent codes, in units of their scale (default 1e-2)")
+    p.add_argument("--lr-scales", type=float, help="with ls/gptq: peak learning rate of the scales (default 1e-4)")
+    p.add_argument("--pool", type=int, default=1024, help="teacher sequences sampled per refresh of the training pool (default 1024), each used 4 times")
     p.add_argument("--history", metavar="FILE.json", help="write the held-out evaluations (for plots) to this file")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("-o", dest="output", required=True, help="checkpoint: FILE.bin (llama2.c) or a directory (Hugging Face)")
@@ -53,9 +68,14 @@ def qat(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
     progress.set_quiet(args.quiet)
     try:
-        ternary = TernaryOptions(method=args.method, scale=args.scale, group_size=args.group_size)
+        ternary = TernaryOptions(method=args.method, scale=args.scale, group_size=args.group_size, planes=args.planes)
     except PassOptionError as e:
         raise CommandError(str(e), 2) from None
+    calibrated = args.method in ("ls", "gptq")
+    if args.train and not calibrated:
+        raise CommandError(f"--train needs --method ls or gptq (method {args.method} trains latent weights)", 2)
+    if args.planes != 1 and not (calibrated and args.train != "all"):
+        raise CommandError("--planes 2 needs --method ls or gptq with --train scales", 2)
     if (args.steps is not None and args.steps <= 0) or (args.minutes is not None and args.minutes <= 0):
         raise CommandError("--steps and --minutes must be positive", 2)
     output = Path(args.output)
@@ -77,7 +97,10 @@ def qat(argv: list[str]) -> int:
         raise CommandError(f"'{output}': a llama2.c .bin holds adjacent-pair RoPE models only; give a directory for a Hugging Face checkpoint")
     if output.suffix != ".bin" and teacher.config.rope_layout != "half":
         raise CommandError(f"'{output}': this model (adjacent-pair RoPE) is written as a llama2.c checkpoint: name it FILE.bin")
-    options = QatOptions(ternary=ternary, batch=args.batch, seq_len=args.seq_len)
+    rates = {k: v for k, v in (("lr_codes" if calibrated else "lr", args.lr), ("lr_scales", args.lr_scales)) if v is not None}
+    if any(v <= 0 for v in rates.values()):
+        raise CommandError("--lr and --lr-scales must be positive", 2)
+    options = QatOptions(**rates, ternary=ternary, batch=args.batch, seq_len=args.seq_len, pool=args.pool, train=(args.train or "scales") if calibrated else "latent")
     minutes = None if args.steps is not None else (args.minutes or 15.0)
     total = f"{minutes:g}" if minutes is not None else "?"
 
@@ -94,10 +117,10 @@ def qat(argv: list[str]) -> int:
     except FrontendError as e:
         raise CommandError(str(e)) from None
     if args.history:
-        write_output(args.history, json.dumps({"options": dataclasses.asdict(options), "evaluations": result.history}, indent=2) + "\n")
+        write_output(args.history, json.dumps({"options": dataclasses.asdict(options), "setup_seconds": result.setup_seconds, "evaluations": result.history}, indent=2) + "\n")
     final = result.history[-1]
     print(
-        f"{TOOL}: wrote {output} after {final['step']} steps ({final['seconds'] / 60:.1f} min): held-out top-1 "
+        f"{TOOL}: wrote {output} after {final['step']} steps ({final['seconds'] / 60:.1f} min, {result.setup_seconds / 60:.1f} min of set-up before): held-out top-1 "
         f"{final['top1_agreement']:.4f}, KL {final['kl']:.4f} nats against the f32 model"
     )
     return 0
