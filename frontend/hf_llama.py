@@ -14,6 +14,13 @@ that code and torch-mlir/IREE (docs/toolchain.md), handled here:
 and HF's StaticCache writes with in-place `index_copy_` (no torch-mlir lowering): our
 `ExplicitKVCache` holds the cache tensors given as inputs and writes with a pure scatter.
 
+Attention runs through `grouped_attention` (registered with transformers' attention
+interface as "harden"), HF's eager attention with the reference model's work: the
+queries of a key/value group stacked as rows against their one head instead of
+`repeat_kv` copying the cache once per query head of the group, and a prefill that reads
+only its own keys (its mask is [S, S]) instead of the whole cache. Same arithmetic per
+score; the graph of both frontends then does the same work per token.
+
 The KV cache layout is the reference model's: [n_layers, 1, n_kv_heads, max_seq_len, head_dim].
 """
 
@@ -23,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig as HfLlamaConfig
-from transformers import LlamaForCausalLM
+from transformers import AttentionInterface, LlamaForCausalLM
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
@@ -93,9 +100,29 @@ def computed_buffers(config: HfLlamaConfig, length: int) -> dict[str, torch.Tens
     return {f"model.rotary_emb.{name}": buffer for name, buffer in table.named_buffers()}
 
 
+def grouped_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """HF's eager attention without `repeat_kv` and over the keys the mask covers (see the
+    module docstring). query [B, H, S, D], key/value [B, KV, T, D], mask [B, 1, S, T' <= T]."""
+    batch, heads, seq, dim = query.shape
+    kv_heads = key.shape[1]
+    if attention_mask is not None and attention_mask.shape[-1] < key.shape[2]:
+        key, value = key[:, :, : attention_mask.shape[-1]], value[:, :, : attention_mask.shape[-1]]
+    group = heads // kv_heads
+    scores = torch.matmul(query.reshape(batch, kv_heads, group * seq, dim), key.transpose(2, 3)) * scaling
+    scores = scores.view(batch, heads, seq, -1)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probabilities = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    attention = torch.matmul(probabilities.view(batch, kv_heads, group * seq, -1), value)
+    return attention.view(batch, heads, seq, dim).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register("harden", grouped_attention)
+
+
 def make_exportable(model: LlamaForCausalLM) -> LlamaForCausalLM:
-    """Eval mode, eager attention, all buffers persistent (see the module docstring)."""
-    model.config._attn_implementation = "eager"
+    """Eval mode, harden's grouped attention, all buffers persistent (see the module docstring)."""
+    model.config._attn_implementation = "harden"
     for module in model.modules():
         module._non_persistent_buffers_set.clear()
     return model.eval()
@@ -180,7 +207,7 @@ class HfLlama(nn.Module):
         """tokens [1, S] -> (logits [1, S, vocab], k_cache, v_cache), like `Llama.prefill`."""
         cache = self.empty_cache(max_seq_len)
         positions = torch.arange(tokens.shape[1])
-        causal = torch.arange(cache.shape[3])[None, :] <= positions[:, None]
+        causal = positions[None, :] <= positions[:, None]  # the prompt's own keys only
         return self._run(tokens, positions, cache, cache, causal)
 
     def decode(self, token, pos, k_cache, v_cache):
