@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.pareto import cpu_model
-from harden.backend.compile import IREE_CPU_FLAGS, PARAMETER_SCOPE, compile_vmfb
+from harden.backend.compile import PARAMETER_SCOPE, compile_vmfb
 from harden.backend.modules import load_module
 
 BIN = Path(sys.executable).parent

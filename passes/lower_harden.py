@@ -16,6 +16,7 @@ from harden.core.weights import PARAM_SYMBOL_PREFIX, erase_if_unused
 from harden.kernels import linalg_builders as lb
 from harden.kernels import vnni
 from harden.kernels.contract import unavailable_reason as vnni_unavailable_reason
+from harden.dialects.ternary_pack import pack_ternary_2bit
 from harden.kernels.exact import kernel_function_text, prepack_words
 
 
@@ -65,15 +66,20 @@ class LowerHardenOps(Pass):
             weight = defining_op(op.weight)
             _replace(op, [_lower_int8_linear(op, ctx)])
             erase_if_unused(weight)  # the matmul reads its own [K, N] copy
+        kernels = _KernelFunctions(module)
+        linears = ops_named(module, "harden.ternary_linear")
+        int_linears = ops_named(module, "harden.int_linear")
+        first = (linears + int_linears)[:1]
+        use_vnni = self.kernel in ("auto", "vnni") and bool(first) and _vnni_available(first[0], ctx, self.kernel)
         for kind, lower in (("harden.int_linear", _lower_int_linear), ("harden.int_embedding", _lower_int_embedding)):
             for op in ops_named(module, kind):
                 constants = [defining_op(v) for v in op.operands[1:]]
-                _replace(op, [lower(op, ctx)])
+                if kind == "harden.int_linear" and use_vnni and _trit_planes_fit(op, ctx):
+                    _replace(op, [_lower_int_linear_vnni(op, ctx, kernels)])
+                else:
+                    _replace(op, [lower(op, ctx)])
                 for constant in constants:  # constant codes, scales and mins are read group-major
                     erase_if_unused(constant)
-        kernels = _KernelFunctions(module)
-        linears = ops_named(module, "harden.ternary_linear")
-        use_vnni = self.kernel in ("auto", "vnni") and bool(linears) and _vnni_available(linears[0], ctx, self.kernel)
         for op in linears:
             packed_constants = [defining_op(op.weight), defining_op(op.scales)]
             if self.kernel == "reference" or not _constant_operands(op, ctx):
@@ -219,6 +225,60 @@ def _lower_ternary_vnni(op, ctx: PassContext, kernels: _KernelFunctions, activat
         numerics = vnni.NUMERICS[activations]
         symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, numerics))
         y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes, scales]).result
+        if op.bias is not None:
+            y = lb.add_bias(y, lb.to_builtin(op.bias))
+        return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
+
+
+TRIT_PLANES = {2: 2, 3: 2, 4: 3}
+"""Balanced-ternary digits that hold every symmetric code of so many bits (3^P - 1)/2 >= 2^(b-1)."""
+
+
+def trit_planes(codes: np.ndarray, planes: int) -> np.ndarray:
+    """Integer codes [N, K] as balanced-ternary digits [P, N, K] in {-1, 0, 1}: codes =
+    sum_p 3^p digits[p] (exact; raises if `planes` digits do not hold them)."""
+    rest, digits = codes.astype(np.int32), []
+    for _ in range(planes):
+        digit = (rest + 1) % 3 - 1
+        digits.append(digit)
+        rest = (rest - digit) // 3
+    if rest.any():
+        raise ValueError(f"codes need more than {planes} balanced-ternary digits")
+    return np.stack(digits).astype(np.int8)
+
+
+def _trit_planes_fit(op, ctx: PassContext) -> bool:
+    """Whether an int_linear runs on the ternary C kernels as trit planes (see below)."""
+    return (
+        op.mins is None
+        and op.bits.value in TRIT_PLANES
+        and ctx.weights.value_of(op.weight) is not None
+        and ctx.weights.value_of(op.scales) is not None
+        and vnni.unsupported_reason(tensor_info(op.scales.type).shape[1], op.group_size.value) is None
+    )
+
+
+def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
+    """A symmetric int_linear of at most 4 bits on the ternary C kernels, exactly: its codes
+    are written offline in balanced ternary, code = t0 + 3 t1 (+ 9 t2 for 4 bits), and digit p
+    is a ternary plane with the group's scale times 3^p (exact in f32: an f16 scale times 1,
+    3 or 9). The kernels read 2 bits per digit, 4 bits per weight for 2 and 3 bits and 6 for
+    4, instead of a byte per code, with their exact fixed-point numerics (activations f32)."""
+    shape = _static_input(op, ctx)
+    k, n, group = op.in_features.value, op.out_features.value, op.group_size.value
+    planes = TRIT_PLANES[op.bits.value]
+    digits = trit_planes(ctx.weights.value_of(op.weight), planes)
+    scales = ctx.weights.value_of(op.scales).astype(np.float32)
+    plane_scales = scales[None] * (3.0 ** np.arange(planes, dtype=np.float32))[:, None, None]
+    weights = vnni.prepack(pack_ternary_2bit(digits), plane_scales, n, k, group)
+    name = ctx.weights.name_of(op.weight) or "int"
+    with ir.InsertionPoint(op), op.location:
+        x = lb.collapse_rows(lb.to_builtin(op.input))
+        rows = tensor_info(x.type).shape[0]
+        codes = lb.to_builtin(ctx.weights.literal(weights.codes, "si8", f"{name}.vnni_codes"))
+        scales_value = lb.to_builtin(ctx.weights.literal(weights.scales, "f32", f"{name}.vnni_scales"))
+        symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, vnni.NUMERICS["f32"]))
+        y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes, scales_value]).result
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)

@@ -11,6 +11,8 @@ from harden.core.tensor_types import vtensor_type
 from harden.core.weights import WeightStore
 from harden.dialects.context import make_context
 from harden.dialects.harden import build_int_embedding, build_int_linear
+from harden.kernels.contract import CUSTOM_DISPATCH_ATTR, unavailable_reason
+from harden.passes.lower_harden import trit_planes
 from harden.quant.gptq import Grid, gptq_int, gptq_ternary, quantize_gptq
 from harden.quant.intn import IntWeight, code_range, exact_affine_grid, int_bits_per_weight, quantize_intn
 
@@ -32,7 +34,7 @@ def _random_grid_weight(rng, rows, columns, bits, group_size, affine) -> IntWeig
     return IntWeight(codes, scales, bits, group_size, mins)
 
 
-def _build_module(rng):
+def _build_module(rng, kernel):
     expectations = []
     with make_context(), ir.Location.unknown():
         module = ir.Module.create()
@@ -65,15 +67,19 @@ def _build_module(rng):
             func.ReturnOp([e.result])
         expectations.append(("embedding", tokens, table.dequantize()[tokens]))
         assert module.operation.verify()
-        lower_module_for_iree(module.operation)
+        lower_module_for_iree(module.operation, kernel=kernel)
         text = module.operation.get_asm()
     return text, expectations
 
 
-@pytest.fixture(scope="module")
-def compiled():
-    text, expectations = _build_module(np.random.default_rng(0))
-    assert '"harden.' not in text and "xi8>" in text and "xf16>" in text  # codes and scales stay narrow
+@pytest.fixture(scope="module", params=["exact", "auto"])
+def compiled(request):
+    """kernel=exact: the batch_matmul over groups; kernel=auto: symmetric codes of at most
+    4 bits as balanced-ternary planes on the C kernels, where this host runs them."""
+    text, expectations = _build_module(np.random.default_rng(0), request.param)
+    assert '"harden.' not in text and "xi8>" in text  # codes stay narrow
+    on_c_kernels = text.count(CUSTOM_DISPATCH_ATTR + " =")
+    assert on_c_kernels == (3 if request.param == "auto" and unavailable_reason() is None else 0)  # linear0, 1 and 4
     return IreeModule(compile_vmfb(text)), expectations
 
 
@@ -84,6 +90,17 @@ def test_lowered_int_ops_match_numpy(compiled, case):
     (y,) = module.call(name, x)
     assert y.shape == expected.shape
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits, planes", [(2, 2), (3, 2), (4, 3)])
+def test_trit_planes_hold_every_code_exactly(bits, planes):
+    lo, hi = code_range(bits, affine=False)
+    codes = np.arange(lo, hi + 1, dtype=np.int8)[None]
+    digits = trit_planes(codes, planes)
+    assert set(np.unique(digits)) <= {-1, 0, 1}
+    np.testing.assert_array_equal((digits * 3 ** np.arange(planes)[:, None, None]).sum(0), codes)
+    with pytest.raises(ValueError, match="more than"):
+        trit_planes(np.array([[hi + 10]]), planes - 1)
 
 
 def _weight_and_hessian(seed, out_features=64, in_features=256):
