@@ -42,8 +42,10 @@ class LowerHardenOps(Pass):
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
-    int_linear (n-bit codes in groups) becomes one generic that widens each code where it
-    multiplies, int_embedding a generic that gathers codes and scales by index; int8_linear
+    int_linear (n-bit codes in groups) becomes a batch_matmul over the groups on its i8
+    codes, or, with codes of at most 4 bits where the C kernels run (kernel=auto or vnni),
+    the ternary C kernel on the codes written as 2 or 3 balanced-ternary planes (exact);
+    int_embedding a generic that gathers codes and scales by index; int8_linear
     (a layer kept with keep-as=int8) becomes a matmul on the i8 codes (laid
     out [K, N] offline) and the per-channel scale.
     A `harden.param` becomes an external
@@ -248,12 +250,13 @@ def trit_planes(codes: np.ndarray, planes: int) -> np.ndarray:
 
 
 def _trit_planes_fit(op, ctx: PassContext) -> bool:
-    """Whether an int_linear runs on the ternary C kernels as trit planes (see below)."""
+    """Whether an int_linear runs on the ternary C kernels as trit planes (see below):
+    codes of at most 4 bits, constant, in scale groups the kernels take."""
     return (
-        op.mins is None
-        and op.bits.value in TRIT_PLANES
+        op.bits.value in TRIT_PLANES
         and ctx.weights.value_of(op.weight) is not None
         and ctx.weights.value_of(op.scales) is not None
+        and (op.mins is None or ctx.weights.value_of(op.mins) is not None)
         and vnni.unsupported_reason(tensor_info(op.scales.type).shape[1], op.group_size.value) is None
     )
 
@@ -263,12 +266,18 @@ def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> i
     are written offline in balanced ternary, code = t0 + 3 t1 (+ 9 t2 for 4 bits), and digit p
     is a ternary plane with the group's scale times 3^p (exact in f32: an f16 scale times 1,
     3 or 9). The kernels read 2 bits per digit, 4 bits per weight for 2 and 3 bits and 6 for
-    4, instead of a byte per code, with their exact fixed-point numerics (activations f32)."""
+    4, instead of a byte per code, with their exact fixed-point numerics (activations f32).
+    Affine codes c (with mins m) are centred first: s c + m = s (c - o) + (m + o s) with
+    o = 2^(bits-1), and the second term, a constant per row and group, is added as the
+    activations' group sums times it (a [M, groups] x [groups, N] matmul)."""
     shape = _static_input(op, ctx)
     k, n, group = op.in_features.value, op.out_features.value, op.group_size.value
-    planes = TRIT_PLANES[op.bits.value]
-    digits = trit_planes(ctx.weights.value_of(op.weight), planes)
+    bits = op.bits.value
+    planes = TRIT_PLANES[bits]
+    codes = ctx.weights.value_of(op.weight).astype(np.int32)
     scales = ctx.weights.value_of(op.scales).astype(np.float32)
+    offset = 2 ** (bits - 1) if op.mins is not None else 0
+    digits = trit_planes(codes - offset, planes)
     plane_scales = scales[None] * (3.0 ** np.arange(planes, dtype=np.float32))[:, None, None]
     weights = vnni.prepack(pack_ternary_2bit(digits), plane_scales, n, k, group)
     name = ctx.weights.name_of(op.weight) or "int"
@@ -279,6 +288,12 @@ def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> i
         scales_value = lb.to_builtin(ctx.weights.literal(weights.scales, "f32", f"{name}.vnni_scales"))
         symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, vnni.NUMERICS["f32"]))
         y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes, scales_value]).result
+        if op.mins is not None:
+            centred = ctx.weights.value_of(op.mins).astype(np.float32) + offset * scales  # [N, groups]
+            sums = lb.generic([lb.split_columns(x, group)], lb.zeros([rows, k // group]), ["(m, g, j) -> (m, g, j)", "(m, g, j) -> (m, g)"],
+                              ["parallel", "parallel", "reduction"], lambda v, acc: arith.addf(acc, v))
+            table = lb.to_builtin(ctx.weights.literal(np.ascontiguousarray(centred.T), "f32", f"{name}.vnni_mins"))
+            y = linalg.matmul(sums, table, outs=[y])
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
