@@ -75,10 +75,17 @@ class VnniWeights:
 def prepack(packed: np.ndarray, scales: np.ndarray, out_features: int, in_features: int, group_size: int) -> VnniWeights:
     """The kernels' constants from the canonical layout (packed i8 [P, N, ceil(K/4)], scales
     [P, 1|N, 1|Gn]). Check `unsupported_reason` first."""
-    planes, groups = packed.shape[0], scales.shape[2]
+    return prepack_codes(unpack_ternary_2bit(packed, in_features) + 1, scales, out_features, in_features, group_size)
+
+
+def prepack_codes(codes_in: np.ndarray, scales: np.ndarray, out_features: int, in_features: int, group_size: int) -> VnniWeights:
+    """The kernels' constants from 2-bit codes c in 0..3 [P, N, K] (the kernels compute with
+    c - 1: a ternary weight is t + 1, a base-4 digit in {-1, 0, 1, 2} is d + 1) and scales
+    [P, 1|N, 1|Gn]. Check `unsupported_reason` first."""
+    planes, groups = codes_in.shape[0], scales.shape[2]
     n_pad, k_pad = _round_up(out_features, BLOCK), _round_up(in_features, BLOCK)
     codes = np.ones((planes, n_pad, k_pad), np.uint8)
-    codes[:, :out_features, :in_features] = unpack_ternary_2bit(packed, in_features) + 1
+    codes[:, :out_features, :in_features] = codes_in
     # (p, n1, j, kb, i, kk) -> (p, n1, kb, j, kk, i): the four codes of byte (j, kk) last
     codes = codes.reshape(planes, n_pad // BLOCK, BLOCK, k_pad // BLOCK, 4, 4).transpose(0, 1, 3, 2, 5, 4)
     blocks = codes[..., 0] | (codes[..., 1] << 2) | (codes[..., 2] << 4) | (codes[..., 3] << 6)

@@ -16,7 +16,7 @@ from harden.core.weights import PARAM_SYMBOL_PREFIX, erase_if_unused
 from harden.kernels import linalg_builders as lb
 from harden.kernels import vnni
 from harden.kernels.contract import unavailable_reason as vnni_unavailable_reason
-from harden.dialects.ternary_pack import pack_ternary_2bit
+from harden.quant.intn import code_range
 from harden.kernels.exact import kernel_function_text, prepack_words
 
 
@@ -42,12 +42,12 @@ class LowerHardenOps(Pass):
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
-    int_linear (n-bit codes in groups) becomes a batch_matmul over the groups on its i8
-    codes, or, with codes of at most 4 bits where the C kernels run (kernel=auto or vnni),
-    the ternary C kernel on the codes written as 2 or 3 balanced-ternary planes (exact);
-    int_embedding a generic that gathers codes and scales by index; int8_linear
-    (a layer kept with keep-as=int8) becomes a matmul on the i8 codes (laid
-    out [K, N] offline) and the per-channel scale.
+    Where the C kernels run (kernel=auto or vnni), int_linear and int8_linear run on them
+    too, their codes written as planes of base-4 digits (exact; see `base4_digits`); elsewhere int_linear becomes a batch_matmul over the groups on its
+    i8 codes and
+    int8_linear (a layer kept with keep-as=int8) a matmul on the i8 codes (laid out [K, N]
+    offline) and the per-channel scale; int_embedding is a generic that gathers codes and
+    scales by index.
     A `harden.param` becomes an external
     `ml_program.global` (one per parameter name) that the IREE step binds to the
     parameter file. Ops with dynamic shapes are refused.
@@ -64,23 +64,22 @@ class LowerHardenOps(Pass):
     def run(self, module: ir.Operation, ctx: PassContext) -> None:
         for op in ops_named(module, "harden.fused_qkv"):
             _replace(op, _lower_fused_qkv(op, ctx))
-        for op in ops_named(module, "harden.int8_linear"):
-            weight = defining_op(op.weight)
-            _replace(op, [_lower_int8_linear(op, ctx)])
-            erase_if_unused(weight)  # the matmul reads its own [K, N] copy
         kernels = _KernelFunctions(module)
         linears = ops_named(module, "harden.ternary_linear")
-        int_linears = ops_named(module, "harden.int_linear")
-        first = (linears + int_linears)[:1]
-        use_vnni = self.kernel in ("auto", "vnni") and bool(first) and _vnni_available(first[0], ctx, self.kernel)
-        for kind, lower in (("harden.int_linear", _lower_int_linear), ("harden.int_embedding", _lower_int_embedding)):
+        weighted = linears + ops_named(module, "harden.int_linear") + ops_named(module, "harden.int8_linear")
+        use_vnni = self.kernel in ("auto", "vnni") and bool(weighted) and _vnni_available(weighted[0], ctx, self.kernel)
+        for kind, lower in (
+            ("harden.int8_linear", _lower_int8_linear),
+            ("harden.int_linear", _lower_int_linear),
+            ("harden.int_embedding", _lower_int_embedding),
+        ):
             for op in ops_named(module, kind):
                 constants = [defining_op(v) for v in op.operands[1:]]
-                if kind == "harden.int_linear" and use_vnni and _trit_planes_fit(op, ctx):
+                if kind != "harden.int_embedding" and use_vnni and _on_c_kernels(op, ctx):
                     _replace(op, [_lower_int_linear_vnni(op, ctx, kernels)])
                 else:
                     _replace(op, [lower(op, ctx)])
-                for constant in constants:  # constant codes, scales and mins are read group-major
+                for constant in constants:  # the lowerings read codes, scales and mins in their own layouts
                     erase_if_unused(constant)
         for op in linears:
             packed_constants = [defining_op(op.weight), defining_op(op.scales)]
@@ -232,67 +231,69 @@ def _lower_ternary_vnni(op, ctx: PassContext, kernels: _KernelFunctions, activat
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
 
 
-TRIT_PLANES = {2: 2, 3: 2, 4: 3}
-"""Balanced-ternary digits that hold every symmetric code of so many bits (3^P - 1)/2 >= 2^(b-1)."""
-
-
-def trit_planes(codes: np.ndarray, planes: int) -> np.ndarray:
-    """Integer codes [N, K] as balanced-ternary digits [P, N, K] in {-1, 0, 1}: codes =
-    sum_p 3^p digits[p] (exact; raises if `planes` digits do not hold them)."""
-    rest, digits = codes.astype(np.int32), []
+def base4_digits(codes: np.ndarray, bits: int, affine: bool) -> tuple[np.ndarray, int]:
+    """Integer codes [N, K] as (digits [P, N, K] in {-1, 0, 1, 2}, offset o) with codes - o =
+    sum_p 4^p digits[p], exactly. Symmetric codes take no offset and affine ones are centred
+    (o = 2^(bits-1)), with P the fewest digits whose range [-(4^P - 1)/3, 2 (4^P - 1)/3]
+    holds [-2^(bits-1), 2^(bits-1)): 2 for 2-3 bits, 3 for 4-5, 4 for 6-7, 5 for 8. An offset
+    that made P = bits / 2 fit would add o times the activations' sum to every output, and
+    the f32 sum of the planes would then cancel most of it (8 bits: o = -43, errors of 5e-7
+    of the output's scale instead of f32 rounding)."""
+    half = 2 ** (bits - 1)
+    planes = next(p for p in range(1, 9) if (4**p - 1) // 3 >= half)
+    offset = half if affine else 0
+    rest, digits = codes.astype(np.int32) - offset, []
     for _ in range(planes):
-        digit = (rest + 1) % 3 - 1
+        digit = (rest + 1) % 4 - 1
         digits.append(digit)
-        rest = (rest - digit) // 3
+        rest = (rest - digit) // 4
     if rest.any():
-        raise ValueError(f"codes need more than {planes} balanced-ternary digits")
-    return np.stack(digits).astype(np.int8)
+        raise ValueError(f"codes outside the {bits}-bit grid")
+    return np.stack(digits).astype(np.int8), offset
 
 
-def _trit_planes_fit(op, ctx: PassContext) -> bool:
-    """Whether an int_linear runs on the ternary C kernels as trit planes (see below):
-    codes of at most 4 bits, constant, in scale groups the kernels take."""
-    return (
-        op.bits.value in TRIT_PLANES
-        and ctx.weights.value_of(op.weight) is not None
-        and ctx.weights.value_of(op.scales) is not None
-        and (op.mins is None or ctx.weights.value_of(op.mins) is not None)
-        and vnni.unsupported_reason(tensor_info(op.scales.type).shape[1], op.group_size.value) is None
-    )
+def _on_c_kernels(op, ctx: PassContext) -> bool:
+    """Whether an int_linear or int8_linear runs on the C kernels as base-4 digit planes (see
+    `_lower_int_linear_vnni`): constant codes, scales (and mins) in groups the kernels take."""
+    operands = [op.weight, op.scales] + ([op.mins] if getattr(op, "mins", None) is not None else [])
+    if any(ctx.weights.value_of(v) is None for v in operands):
+        return False
+    groups, group = (tensor_info(op.scales.type).shape[1], op.group_size.value) if op.operation.name == "harden.int_linear" else (1, 0)
+    return vnni.unsupported_reason(groups, group) is None
 
 
 def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
-    """A symmetric int_linear of at most 4 bits on the ternary C kernels, exactly: its codes
-    are written offline in balanced ternary, code = t0 + 3 t1 (+ 9 t2 for 4 bits), and digit p
-    is a ternary plane with the group's scale times 3^p (exact in f32: an f16 scale times 1,
-    3 or 9). The kernels read 2 bits per digit, 4 bits per weight for 2 and 3 bits and 6 for
-    4, instead of a byte per code, with their exact fixed-point numerics (activations f32).
-    Affine codes c (with mins m) are centred first: s c + m = s (c - o) + (m + o s) with
-    o = 2^(bits-1), and the second term, a constant per row and group, is added as the
-    activations' group sums times it (a [M, groups] x [groups, N] matmul)."""
+    """An int_linear (or int8_linear: 8 bits, one f32 scale per row) on the ternary C kernels,
+    exactly: the codes minus an offset o are written offline in base 4 with digits in
+    {-1, 0, 1, 2}, code - o = d0 + 4 d1 + 16 d2 + ..., and digit p is a plane of 2-bit codes
+    (d + 1, as the kernels read a ternary t + 1) with the group's scale times 4^p (exact in
+    f32). So the kernels read 2 bits per digit (4 bits per weight for 2-3 bit codes, 6 for
+    4-5, 10 for int8) with their exact fixed-point numerics (activations f32). Affine codes
+    are centred: s c + m = s (c - o) + (s o + m), and the second term, a constant per row and
+    group, is added as the activations' group sums times it ([M, groups] x [groups, N])."""
     shape = _static_input(op, ctx)
-    k, n, group = op.in_features.value, op.out_features.value, op.group_size.value
-    bits = op.bits.value
-    planes = TRIT_PLANES[bits]
-    codes = ctx.weights.value_of(op.weight).astype(np.int32)
-    scales = ctx.weights.value_of(op.scales).astype(np.float32)
-    offset = 2 ** (bits - 1) if op.mins is not None else 0
-    digits = trit_planes(codes - offset, planes)
-    plane_scales = scales[None] * (3.0 ** np.arange(planes, dtype=np.float32))[:, None, None]
-    weights = vnni.prepack(pack_ternary_2bit(digits), plane_scales, n, k, group)
+    int8 = op.operation.name == "harden.int8_linear"
+    codes = ctx.weights.value_of(op.weight)
+    n, k = codes.shape
+    bits, group = (8, k) if int8 else (op.bits.value, op.group_size.value)
+    mins = None if int8 or op.mins is None else ctx.weights.value_of(op.mins).astype(np.float32)
+    scales = ctx.weights.value_of(op.scales).astype(np.float32).reshape(n, -1)  # [N, groups]
+    digits, offset = base4_digits(codes, bits, affine=mins is not None)
+    plane_scales = scales[None] * (4.0 ** np.arange(len(digits), dtype=np.float32))[:, None, None]
+    weights = vnni.prepack_codes((digits + 1).astype(np.uint8), plane_scales, n, k, 0 if int8 else group)
     name = ctx.weights.name_of(op.weight) or "int"
     with ir.InsertionPoint(op), op.location:
         x = lb.collapse_rows(lb.to_builtin(op.input))
         rows = tensor_info(x.type).shape[0]
-        codes = lb.to_builtin(ctx.weights.literal(weights.codes, "si8", f"{name}.vnni_codes"))
+        codes_value = lb.to_builtin(ctx.weights.literal(weights.codes, "si8", f"{name}.vnni_codes"))
         scales_value = lb.to_builtin(ctx.weights.literal(weights.scales, "f32", f"{name}.vnni_scales"))
         symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, vnni.NUMERICS["f32"]))
-        y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes, scales_value]).result
-        if op.mins is not None:
-            centred = ctx.weights.value_of(op.mins).astype(np.float32) + offset * scales  # [N, groups]
+        y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes_value, scales_value]).result
+        if offset or mins is not None:
+            constant = offset * scales + (0 if mins is None else mins)  # [N, groups]
             sums = lb.generic([lb.split_columns(x, group)], lb.zeros([rows, k // group]), ["(m, g, j) -> (m, g, j)", "(m, g, j) -> (m, g)"],
                               ["parallel", "parallel", "reduction"], lambda v, acc: arith.addf(acc, v))
-            table = lb.to_builtin(ctx.weights.literal(np.ascontiguousarray(centred.T), "f32", f"{name}.vnni_mins"))
+            table = lb.to_builtin(ctx.weights.literal(np.ascontiguousarray(constant.T), "f32", f"{name}.vnni_offsets"))
             y = linalg.matmul(sums, table, outs=[y])
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))

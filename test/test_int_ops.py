@@ -12,7 +12,7 @@ from harden.core.weights import WeightStore
 from harden.dialects.context import make_context
 from harden.dialects.harden import build_int_embedding, build_int_linear
 from harden.kernels.contract import CUSTOM_DISPATCH_ATTR, unavailable_reason
-from harden.passes.lower_harden import trit_planes
+from harden.passes.lower_harden import base4_digits
 from harden.quant.gptq import Grid, gptq_int, gptq_ternary, quantize_gptq
 from harden.quant.intn import IntWeight, code_range, exact_affine_grid, int_bits_per_weight, quantize_intn
 
@@ -74,12 +74,12 @@ def _build_module(rng, kernel):
 
 @pytest.fixture(scope="module", params=["exact", "auto"])
 def compiled(request):
-    """kernel=exact: the batch_matmul over groups; kernel=auto: symmetric codes of at most
-    4 bits as balanced-ternary planes on the C kernels, where this host runs them."""
+    """kernel=exact: the batch_matmul over groups; kernel=auto: the codes as planes of
+    base-4 digits on the C kernels, where this host runs them."""
     text, expectations = _build_module(np.random.default_rng(0), request.param)
     assert '"harden.' not in text and "xi8>" in text  # codes stay narrow
     on_c_kernels = text.count(CUSTOM_DISPATCH_ATTR + " =")
-    assert on_c_kernels == (4 if request.param == "auto" and unavailable_reason() is None else 0)  # all but the 8-bit linear2
+    assert on_c_kernels == (len(LINEARS) if request.param == "auto" and unavailable_reason() is None else 0)
     return IreeModule(compile_vmfb(text)), expectations
 
 
@@ -92,15 +92,18 @@ def test_lowered_int_ops_match_numpy(compiled, case):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("bits, planes", [(2, 2), (3, 2), (4, 3)])
-def test_trit_planes_hold_every_code_exactly(bits, planes):
-    lo, hi = code_range(bits, affine=False)
-    codes = np.arange(lo, hi + 1, dtype=np.int8)[None]
-    digits = trit_planes(codes, planes)
-    assert set(np.unique(digits)) <= {-1, 0, 1}
-    np.testing.assert_array_equal((digits * 3 ** np.arange(planes)[:, None, None]).sum(0), codes)
-    with pytest.raises(ValueError, match="more than"):
-        trit_planes(np.array([[hi + 10]]), planes - 1)
+@pytest.mark.parametrize("bits", range(2, 9))
+@pytest.mark.parametrize("affine", [False, True])
+def test_base4_digits_hold_every_code_exactly(bits, affine):
+    if affine and bits > 7:
+        return
+    lo, hi = code_range(bits, affine)
+    codes = np.arange(lo, hi + 1, dtype=np.int32)[None]
+    digits, offset = base4_digits(codes, bits, affine)
+    assert len(digits) == {2: 2, 3: 2, 4: 3, 5: 3, 6: 4, 7: 4, 8: 5}[bits] and set(np.unique(digits)) <= {-1, 0, 1, 2}
+    np.testing.assert_array_equal((digits * 4 ** np.arange(len(digits))[:, None, None]).sum(0) + offset, codes)
+    with pytest.raises(ValueError, match="outside"):
+        base4_digits(np.array([[hi + 2000]]), bits, affine)
 
 
 def _weight_and_hessian(seed, out_features=64, in_features=256):
