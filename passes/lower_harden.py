@@ -16,7 +16,6 @@ from harden.core.weights import PARAM_SYMBOL_PREFIX, erase_if_unused
 from harden.kernels import linalg_builders as lb
 from harden.kernels import vnni
 from harden.kernels.contract import unavailable_reason as vnni_unavailable_reason
-from harden.quant.intn import code_range
 from harden.kernels.exact import kernel_function_text, prepack_words
 
 
