@@ -3,13 +3,14 @@
     .venv/bin/python -m bench.int_kernels [--rounds 5] [--json out/int_kernels.json]
 
 For SmolLM2's linears (576->576 q/o, 576->1536 gate/up, 1536->576 down), symmetric codes of
-3 and 4 bits in groups of 64 (what the default pipeline picks most), M = 1 (decode) and
-M = 128 (prefill), seeded random codes and scales:
+3 and 4 bits in groups of 64 (what the default pipeline picks most) and of 8 bits with one
+scale per row (the int8 classifier's grid), M = 1 (decode) and M = 128 (prefill), seeded
+random codes and scales:
 
 * `batch_matmul`: kernel=exact, the portable lowering (a batch_matmul over the groups on
   one i8 per code, then a scaling generic);
-* `trit planes`: kernel=auto on a host with the C kernels, the codes as balanced-ternary
-  planes on the ternary VNNI kernel (2 planes for 3 bits, 3 for 4), exact numerics;
+* `C planes`: kernel=auto on a host with the C kernels, the codes as planes of base-4
+  digits on the ternary VNNI kernel (2 planes for 3 bits, 3 for 4, 5 for 8), exact;
 * `f32`: IREE's f32 linear on the dequantized weight (what an unhardened model runs).
 
 Wall milliseconds per call on two threads (IREE `local-task`), all variants once per round,
@@ -39,10 +40,9 @@ from harden.kernels.contract import unavailable_reason
 from harden.quant.intn import IntWeight, code_range
 
 SHAPES = [("q/o", 576, 576), ("gate/up", 576, 1536), ("down", 1536, 576)]
-BITS = (3, 4)
-GROUP = 64
+GRIDS = ((3, 64), (4, 64), (8, 0))  # (bits, group size; 0: one scale per row)
 ROWS = (1, 128)
-FORMS = {"batch_matmul": "exact", "trit planes": "auto", "f32": "f32"}
+FORMS = {"batch_matmul": "exact", "C planes": "auto", "f32": "f32"}
 
 
 def int_module(x_shape, q: IntWeight) -> ir.Module:
@@ -68,17 +68,19 @@ def main() -> None:
     rng = np.random.default_rng(0)
     configs = []
     for name, k, n in SHAPES:
-        for bits in BITS:
+        for bits, group in GRIDS:
+            group = group or k
             lo, hi = code_range(bits, affine=False)
-            q = IntWeight(rng.integers(lo, hi + 1, (n, k)).astype(np.int8), (rng.random((n, k // GROUP)) * 0.01 + 0.001).astype(np.float16), bits, GROUP, None)
+            q = IntWeight(rng.integers(lo, hi + 1, (n, k)).astype(np.int8), (rng.random((n, k // group)) * 0.01 + 0.001).astype(np.float16), bits, group, None)
             for rows in ROWS:
                 x = rng.standard_normal((rows, k)).astype(np.float32)
                 calls = {}
                 for label, form in FORMS.items():
                     module = linear_module(x.shape, q.dequantize()) if form == "f32" else int_module(x.shape, q)
                     calls[label] = IreeCall(compile_vmfb(lowered(module, form)), "local-task", x)
-                configs.append({"linear": name, "in": k, "out": n, "bits": bits, "rows": rows, "calls": calls, "ms": {label: [] for label in calls}})
-                print(f"compiled {name} int{bits}g{GROUP} M={rows}", flush=True)
+                grid = f"int{bits}g{group}" if group < k else f"int{bits}/row"
+                configs.append({"linear": name, "in": k, "out": n, "grid": grid, "rows": rows, "calls": calls, "ms": {label: [] for label in calls}})
+                print(f"compiled {name} {grid} M={rows}", flush=True)
     for r in range(args.rounds):
         for config in configs:
             for label, call in config["calls"].items():
@@ -86,15 +88,15 @@ def main() -> None:
         print(f"round {r + 1} of {args.rounds}", flush=True)
     cpu = cpu_model()
     print(f"\nint_linear lowerings, wall ms per call on 2 threads ({cpu}; C kernels: {unavailable_reason() or 'available'})")
-    print(f"{'linear':<10}{'grid':<10}{'M':>5}" + "".join(f"{label:>15}" for label in FORMS) + f"{'speed-up':>10}")
+    print(f"{'linear':<10}{'grid':<12}{'M':>5}" + "".join(f"{label:>15}" for label in FORMS) + f"{'speed-up':>10}")
     rows = []
     for c in configs:
         ms = {label: statistics.median(v) for label, v in c["ms"].items()}
-        print(f"{c['linear']:<10}{'int' + str(c['bits']) + 'g' + str(GROUP):<10}{c['rows']:>5}" + "".join(f"{ms[label]:>15.4f}" for label in FORMS)
-              + f"{ms['batch_matmul'] / ms['trit planes']:>9.2f}x")
+        print(f"{c['linear']:<10}{c['grid']:<12}{c['rows']:>5}" + "".join(f"{ms[label]:>15.4f}" for label in FORMS)
+              + f"{ms['batch_matmul'] / ms['C planes']:>9.2f}x")
         rows.append({k: v for k, v in c.items() if k not in ("calls", "ms")} | {"ms": ms})
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu, "group": GROUP, "results": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"cpu": cpu, "results": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
