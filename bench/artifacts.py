@@ -90,14 +90,16 @@ class ShapeFiles:
     stages: dict[str, Stage]
 
 
-def import_command(shape: str, output: Path, seq_len: int, max_seq_len: int) -> list[str]:
+def import_command(shape: str, output: Path, seq_len: int, max_seq_len: int | None) -> list[str]:
+    """harden-import of a shape; max_seq_len None: the capacity harden-import gives by default."""
     from harden.frontend.random_init import SHAPES
 
     source = ["--random-init", shape] if shape in SHAPES else ["--model", shape]
-    return [str(BIN / "harden-import"), *source, "--seq-len", str(seq_len), "--max-seq-len", str(max_seq_len), "-o", str(output)]
+    capacity = [] if max_seq_len is None else ["--max-seq-len", str(max_seq_len)]
+    return [str(BIN / "harden-import"), *source, "--seq-len", str(seq_len), *capacity, "-o", str(output)]
 
 
-def prepare(shape: str, directory: Path, seq_len: int, max_seq_len: int, reuse: bool, log=sys.stderr) -> ShapeFiles:
+def prepare(shape: str, directory: Path, seq_len: int, max_seq_len: int | None, reuse: bool, log=sys.stderr) -> ShapeFiles:
     """Imports `shape` and runs both pipelines on it (see the module docstring)."""
     directory.mkdir(parents=True, exist_ok=True)
     model = directory / "model.mlir"

@@ -169,19 +169,24 @@ class LlamaBench:
     def __init__(self, binary: Path, model: Path, threads: int):
         self.binary, self.model, self.threads = binary, model, threads
 
-    def command(self, prompt_tokens: int, decode_tokens: int, repetitions: int = 1) -> list[str]:
-        return [str(self.binary), "-m", str(self.model), "-p", str(prompt_tokens), "-n", str(decode_tokens),
+    def command(self, prompt_tokens: int, decode_tokens: int, depth: int = 0, repetitions: int = 1) -> list[str]:
+        return [str(self.binary), "-m", str(self.model), "-p", str(prompt_tokens), "-n", str(decode_tokens), "-d", str(depth),
                 "-t", str(self.threads), "-r", str(repetitions), "--repack", "0", "-o", "json"]
 
-    def run(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
-        """(prefill tokens/s, decode tokens/s) of one llama-bench call."""
+    def _rate(self, command: list[str]) -> float:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}  # a thread clash seen from Python (docs/toolchain.md)
-        result = subprocess.run(self.command(prompt_tokens, decode_tokens), capture_output=True, text=True, env=env)
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             tail = "\n".join(result.stderr.strip().splitlines()[-5:])
             raise RuntimeError(f"llama-bench failed (exit {result.returncode}):\n{tail}")
-        rates = {"prefill" if test["n_gen"] == 0 else "decode": float(test["avg_ts"]) for test in json.loads(result.stdout)}
-        return rates["prefill"], rates["decode"]
+        (test,) = json.loads(result.stdout)
+        return float(test["avg_ts"])
+
+    def run(self, prompt_tokens: int, decode_tokens: int) -> tuple[float, float]:
+        """(prefill tokens/s, decode tokens/s): the prompt from an empty cache, then the decode
+        steps after it (`-d`: at the same cache depth as harden's decode steps)."""
+        prefill = self._rate(self.command(prompt_tokens, 0))
+        return prefill, self._rate(self.command(0, decode_tokens, depth=prompt_tokens))
 
 
 def main() -> None:

@@ -60,7 +60,9 @@ FULL_SHAPES = ["stories260k", "smollm2-135m", "llama-100m", "tinyllama-1.1b"]
 # three minutes on the smallest shape where weights dominate.
 QUICK_SHAPES = ["llama-100m"]
 SEQ_LEN = 128  # prefill tokens
-MAX_SEQ_LEN = 256  # KV-cache positions: the prompt plus the decode steps fit
+# KV-cache positions: what harden-import gives by default (the model's context up to 2048,
+# with decode buckets), so decode costs what a user's module costs; --max-seq-len sets one.
+MAX_SEQ_LEN = None
 LLAMA_CPP_LABEL = "llama.cpp TQ2_0"
 DEFAULT_TERNARY = "IREE ternary (hardened)"  # the row of --harden-pipeline=policy=none (all ternary)
 
@@ -155,7 +157,7 @@ def real_model_llama_cpp_subjects(files, args, report: ShapeReport, llama_bench:
 def measure_shape(shape: str, args, probe: BandwidthProbe, llama_bench: Path | None) -> ShapeReport:
     report = ShapeReport(shape, {})
     try:
-        files = prepare(shape, args.out / shape, SEQ_LEN, MAX_SEQ_LEN, args.reuse)
+        files = prepare(shape, args.out / shape, SEQ_LEN, args.max_seq_len, args.reuse)
     except StageError as e:
         report.notes.append(short(e))
         log(f"[{shape}] FAILED: {short(e)}")
@@ -229,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", help=f"comma-separated shapes (default {','.join(FULL_SHAPES)}; quick: {','.join(QUICK_SHAPES)})")
     parser.add_argument("--rounds", type=int, help="measured rounds per shape (default 5; quick 3)")
     parser.add_argument("--decode-steps", type=int, help="decode steps per round (default 16; quick 8)")
+    parser.add_argument("--max-seq-len", type=int, default=MAX_SEQ_LEN, help="KV-cache positions of every import (default: harden-import's, "
+                        "the model's context up to 2048)")
     parser.add_argument("--out", type=Path, default=Path("out/bench"), help="working directory (default out/bench)")
     parser.add_argument("--json", type=Path, help="results file (default bench/results.json; quick: out/bench/results-quick.json, "
                         "so a quick run never replaces the full results the README quotes)")
@@ -249,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     args.rounds = args.rounds or (3 if args.quick else 5)
     args.decode_steps = args.decode_steps or (8 if args.quick else 16)
     args.json = args.json or (args.out / "results-quick.json" if args.quick else Path("bench/results.json"))
-    if not 1 <= args.decode_steps <= MAX_SEQ_LEN - SEQ_LEN:
-        parser.error(f"--decode-steps must be in [1, {MAX_SEQ_LEN - SEQ_LEN}]")
+    if not 1 <= args.decode_steps <= (args.max_seq_len or SEQ_LEN + 128) - SEQ_LEN:
+        parser.error(f"--decode-steps must be in [1, {(args.max_seq_len or SEQ_LEN + 128) - SEQ_LEN}]")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|copyreg).*")
     torch.set_num_threads(CORES)
     if args.iree_runtime_flag:
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "settings": {
             "prefill_tokens": SEQ_LEN,
-            "kv_cache_positions": MAX_SEQ_LEN,
+            "kv_cache_positions": args.max_seq_len or "harden-import's default (the model's context up to 2048), per shape",
             "decode_steps_per_round": args.decode_steps,
             "rounds": args.rounds,
             "extra_iree_compile_flags": args.iree_flag,
