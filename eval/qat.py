@@ -21,11 +21,11 @@ models): every linear starts from the compiler's own quantization of it (GPTQ on
 calibrated from teacher samples, or least-squares rounding) and only what is cheap to
 train moves: the per-group scales (`train="scales"`: codes fixed, as EfficientQAT's
 end-to-end stage) or the scales and the codes through a latent code started exactly on
-them (`train="all"`: codes = clamp(round(latent)) with a straight-through round, the latent
-in units of its scale so that one learning rate fits every layer), plus the norms. The embedding table (and a tied classifier)
-stays f32 and frozen: its gradient is a quarter of SmolLM2's parameters and the compiler
-keeps it f32. The weights written are codes x scale exactly, so the pipeline converts them
-without loss.
+them (`train="all"`: codes = clamp(round(latent)) with a straight-through round, the
+latent in units of its scale so that one learning rate fits every layer), plus the norms.
+The embedding table (and a tied classifier) stays f32 and frozen: its gradient is a
+quarter of SmolLM2's parameters and the compiler keeps it f32. The weights written are
+codes x scale exactly, so the pipeline converts them without loss.
 """
 
 from __future__ import annotations
