@@ -17,11 +17,11 @@ from harden.core.source import parse_module
 from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAMS_ATTR
 from harden.dialects.context import make_context
+from harden.frontend.importer import BUCKET_PREFIX
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance
 from harden.quant.precision import BITS_ATTR
 
 ENTRY_POINTS = ("prefill", "decode")
-BUCKET_PREFIX = "decode_"  # decode_<B>: decode over a cache of B positions (frontend/importer.py)
 
 
 class ModuleError(Exception):
