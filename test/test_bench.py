@@ -111,3 +111,20 @@ def test_weight_precision_table_shows_int8_close_and_ternary_far(capsys):
     assert float(rows["ternary absmean per channel"][1]) > 5
     kls = [float(rows[f"int{b} per channel"][1]) for b in weight_precision.BIT_WIDTHS]
     assert kls == sorted(kls)  # fewer bits, more loss
+
+
+def test_profile_classes_dispatches_by_their_executable_name():
+    from bench.profile_decode import dispatch_class, summarize
+
+    assert dispatch_class("decode_dispatch_3_matmul_like_1x576x1536_f32") == "matmul_like"
+    assert dispatch_class("decode_dispatch_0_elementwise_broadcast_4_i64xf32") == "elementwise_broadcast"
+    assert dispatch_class("decode_64_dispatch_17_harden_ternary_kernel_2") == "harden_ternary_kernel"
+
+    def row(name, calls, ns):
+        return {"row_type": "host_execution_function", "function_name": name, "sample_count": calls, "total_duration_ns": ns}
+
+    rows = [row("decode_dispatch_0_softmax_4x1x256_f32", 10, 2e6), row("decode_dispatch_1_matmul_like_1x64_f32", 20, 6e6),
+            row("decode_dispatch_2_matmul_like_1x32_f32", 10, 2e6), {"row_type": "host_execution_queue_operation", "sample_count": 5}]
+    summary = summarize(rows)  # 10 calls: dispatch 1 runs twice per call
+    assert summary["dispatches_per_step"] == 4 and summary["dispatch_ms_per_step"] == pytest.approx(1.0)
+    assert summary["classes"]["matmul_like"] == pytest.approx({"dispatches": 3, "ms": 0.8, "share": 0.8})
