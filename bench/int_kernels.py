@@ -9,8 +9,9 @@ random codes and scales:
 
 * `batch_matmul`: kernel=exact, the portable lowering (a batch_matmul over the groups on
   one i8 per code, then a scaling generic);
-* `C planes`: kernel=auto on a host with the C kernels, the codes as planes of base-4
-  digits on the ternary VNNI kernel (2 planes for 3 bits, 3 for 4, 5 for 8), exact;
+* `C planes`: kernel=vnni, the codes as planes of base-4 digits on the ternary VNNI kernel
+  (2 planes for 3 bits, 3 for 4, 5 for 8), exact (kernel=auto takes them where this table
+  says they are faster: decode, at most 5 bits);
 * `f32`: IREE's f32 linear on the dequantized weight (what an unhardened model runs).
 
 Wall milliseconds per call on two threads (IREE `local-task`), all variants once per round,
@@ -42,7 +43,7 @@ from harden.quant.intn import IntWeight, code_range
 SHAPES = [("q/o", 576, 576), ("gate/up", 576, 1536), ("down", 1536, 576)]
 GRIDS = ((3, 64), (4, 64), (8, 0))  # (bits, group size; 0: one scale per row)
 ROWS = (1, 128)
-FORMS = {"batch_matmul": "exact", "C planes": "auto", "f32": "f32"}
+FORMS = {"batch_matmul": "exact", "C planes": "vnni", "f32": "f32"}
 
 
 def int_module(x_shape, q: IntWeight) -> ir.Module:

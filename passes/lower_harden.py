@@ -41,8 +41,9 @@ class LowerHardenOps(Pass):
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
-    Where the C kernels run (kernel=auto or vnni), int_linear and int8_linear run on them
-    too, their codes written as planes of base-4 digits (exact; see `base4_digits`); elsewhere int_linear becomes a batch_matmul over the groups on its
+    Where the C kernels run, int_linear runs on them too (kernel=auto: in decode, codes of
+    at most 5 bits, where they are faster; kernel=vnni: always), its codes written as planes
+    of base-4 digits (exact; see `base4_digits` and C_KERNEL_MAX_BITS); elsewhere it becomes a batch_matmul over the groups on its
     i8 codes and
     int8_linear (a layer kept with keep-as=int8) a matmul on the i8 codes (laid out [K, N]
     offline) and the per-channel scale; int_embedding is a generic that gathers codes and
@@ -65,7 +66,7 @@ class LowerHardenOps(Pass):
             _replace(op, _lower_fused_qkv(op, ctx))
         kernels = _KernelFunctions(module)
         linears = ops_named(module, "harden.ternary_linear")
-        weighted = linears + ops_named(module, "harden.int_linear") + ops_named(module, "harden.int8_linear")
+        weighted = linears + ops_named(module, "harden.int_linear")
         use_vnni = self.kernel in ("auto", "vnni") and bool(weighted) and _vnni_available(weighted[0], ctx, self.kernel)
         for kind, lower in (
             ("harden.int8_linear", _lower_int8_linear),
@@ -74,7 +75,7 @@ class LowerHardenOps(Pass):
         ):
             for op in ops_named(module, kind):
                 constants = [defining_op(v) for v in op.operands[1:]]
-                if kind != "harden.int_embedding" and use_vnni and _on_c_kernels(op, ctx):
+                if kind == "harden.int_linear" and use_vnni and _on_c_kernels(op, ctx, self.kernel):
                     _replace(op, [_lower_int_linear_vnni(op, ctx, kernels)])
                 else:
                     _replace(op, [lower(op, ctx)])
@@ -251,35 +252,46 @@ def base4_digits(codes: np.ndarray, bits: int, affine: bool) -> tuple[np.ndarray
     return np.stack(digits).astype(np.int8), offset
 
 
-def _on_c_kernels(op, ctx: PassContext) -> bool:
-    """Whether an int_linear or int8_linear runs on the C kernels as base-4 digit planes (see
-    `_lower_int_linear_vnni`): constant codes, scales (and mins) in groups the kernels take."""
-    operands = [op.weight, op.scales] + ([op.mins] if getattr(op, "mins", None) is not None else [])
+C_KERNEL_MAX_BITS = 5
+"""Codes of at most so many bits (3 digit planes) go to the C kernels, and only in decode.
+Measured one linear at a time at SmolLM2's shapes (bench/int_kernels.py, AMD EPYC): one
+token 1.1-1.3x faster than the batch_matmul for 3- and 4-bit codes, but 0.5-1.0x for 8-bit
+codes (5 planes); 128 tokens 0.5-0.8x (the batch_matmul stays for prefill)."""
+
+
+def _on_c_kernels(op, ctx: PassContext, kernel: str) -> bool:
+    """Whether an int_linear runs on the C kernels as base-4 digit planes (see
+    `_lower_int_linear_vnni`): constant codes, scales (and mins) in groups the kernels take,
+    and with kernel=auto only where they are faster: one token, at most C_KERNEL_MAX_BITS
+    bits (kernel=vnni takes every shape, for measurements)."""
+    shape = tensor_info(op.input.type).shape
+    if None in shape:
+        return False
+    if kernel == "auto" and (int(np.prod(shape[:-1])) != 1 or op.bits.value > C_KERNEL_MAX_BITS):
+        return False
+    operands = [op.weight, op.scales] + ([op.mins] if op.mins is not None else [])
     if any(ctx.weights.value_of(v) is None for v in operands):
         return False
-    groups, group = (tensor_info(op.scales.type).shape[1], op.group_size.value) if op.operation.name == "harden.int_linear" else (1, 0)
-    return vnni.unsupported_reason(groups, group) is None
+    return vnni.unsupported_reason(tensor_info(op.scales.type).shape[1], op.group_size.value) is None
 
 
 def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
-    """An int_linear (or int8_linear: 8 bits, one f32 scale per row) on the ternary C kernels,
-    exactly: the codes minus an offset o are written offline in base 4 with digits in
-    {-1, 0, 1, 2}, code - o = d0 + 4 d1 + 16 d2 + ..., and digit p is a plane of 2-bit codes
-    (d + 1, as the kernels read a ternary t + 1) with the group's scale times 4^p (exact in
-    f32). So the kernels read 2 bits per digit (4 bits per weight for 2-3 bit codes, 6 for
-    4-5, 10 for int8) with their exact fixed-point numerics (activations f32). Affine codes
-    are centred: s c + m = s (c - o) + (s o + m), and the second term, a constant per row and
-    group, is added as the activations' group sums times it ([M, groups] x [groups, N])."""
+    """An int_linear on the ternary C kernels, exactly: its codes (minus an offset o) are
+    written offline in base 4 with digits in {-1, 0, 1, 2}, code - o = d0 + 4 d1 + 16 d2,
+    and digit p is a plane of 2-bit codes (d + 1, as the kernels read a ternary t + 1) with
+    the group's scale times 4^p (exact in f32). So the kernels read 4 bits per weight for
+    2-3 bit codes and 6 for 4-5 bits, with their exact fixed-point numerics (activations
+    f32). Affine codes are centred: s c + m = s (c - o) + (s o + m), and the second term, a
+    constant per row and group, is added as the activations' group sums times it."""
     shape = _static_input(op, ctx)
-    int8 = op.operation.name == "harden.int8_linear"
     codes = ctx.weights.value_of(op.weight)
     n, k = codes.shape
-    bits, group = (8, k) if int8 else (op.bits.value, op.group_size.value)
-    mins = None if int8 or op.mins is None else ctx.weights.value_of(op.mins).astype(np.float32)
-    scales = ctx.weights.value_of(op.scales).astype(np.float32).reshape(n, -1)  # [N, groups]
+    bits, group = op.bits.value, op.group_size.value
+    mins = None if op.mins is None else ctx.weights.value_of(op.mins).astype(np.float32)
+    scales = ctx.weights.value_of(op.scales).astype(np.float32)  # [N, groups]
     digits, offset = base4_digits(codes, bits, affine=mins is not None)
     plane_scales = scales[None] * (4.0 ** np.arange(len(digits), dtype=np.float32))[:, None, None]
-    weights = vnni.prepack_codes((digits + 1).astype(np.uint8), plane_scales, n, k, 0 if int8 else group)
+    weights = vnni.prepack_codes((digits + 1).astype(np.uint8), plane_scales, n, k, group)
     name = ctx.weights.name_of(op.weight) or "int"
     with ir.InsertionPoint(op), op.location:
         x = lb.collapse_rows(lb.to_builtin(op.input))
@@ -288,8 +300,8 @@ def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> i
         scales_value = lb.to_builtin(ctx.weights.literal(weights.scales, "f32", f"{name}.vnni_scales"))
         symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, vnni.NUMERICS["f32"]))
         y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes_value, scales_value]).result
-        if offset or mins is not None:
-            constant = offset * scales + (0 if mins is None else mins)  # [N, groups]
+        if mins is not None:
+            constant = offset * scales + mins  # [N, groups]
             sums = lb.generic([lb.split_columns(x, group)], lb.zeros([rows, k // group]), ["(m, g, j) -> (m, g, j)", "(m, g, j) -> (m, g)"],
                               ["parallel", "parallel", "reduction"], lambda v, acc: arith.addf(acc, v))
             table = lb.to_builtin(ctx.weights.literal(np.ascontiguousarray(constant.T), "f32", f"{name}.vnni_offsets"))
