@@ -43,11 +43,10 @@ class LowerHardenOps(Pass):
     output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
     Where the C kernels run, int_linear runs on them too (kernel=auto: in decode, codes of
     at most 5 bits, where they are faster; kernel=vnni: always), its codes written as planes
-    of base-4 digits (exact; see `base4_digits` and C_KERNEL_MAX_BITS); elsewhere it becomes a batch_matmul over the groups on its
-    i8 codes and
-    int8_linear (a layer kept with keep-as=int8) a matmul on the i8 codes (laid out [K, N]
-    offline) and the per-channel scale; int_embedding is a generic that gathers codes and
-    scales by index.
+    of base-4 digits (exact; see `base4_digits` and C_KERNEL_MAX_BITS); elsewhere it becomes
+    a batch_matmul over the groups on its i8 codes. int8_linear (a layer kept with
+    keep-as=int8) becomes a matmul on the i8 codes (laid out [K, N] offline) and the
+    per-channel scale; int_embedding a generic that gathers codes and scales by index.
     A `harden.param` becomes an external
     `ml_program.global` (one per parameter name) that the IREE step binds to the
     parameter file. Ops with dynamic shapes are refused.
