@@ -7,6 +7,9 @@ Per shape, in out/bench/<shape>/:
                                           (kernel=auto: the C custom dispatches where this host runs them)
     ternary-exact.mlir                    harden-pipeline with kernel=exact (portable linalg)
     ternary-int8-classifier.mlir          harden-pipeline with the classifier kept in int8
+    default.mlir                          real models only: --harden-pipeline with no options
+                                          (policy=auto max-bits=4 method=gptq; its measurements
+                                          on random weights would mean nothing)
 (+ the parameter files the pipelines write); each pipeline output is then compiled by IREE
 in this process (`harden.backend.modules`).
 
@@ -42,6 +45,8 @@ PIPELINES = {
     # the largest weight a ternary model still reads in f32, as llama.cpp's TQ2_0 keeps it in Q8_0.
     "IREE ternary, int8 classifier": ("ternary-int8-classifier", "--harden-pipeline=policy=none keep=output,tok_embeddings keep-as=int8"),
 }
+DEFAULT_LABEL = "IREE default (policy=auto max-bits=4)"
+REAL_MODEL_PIPELINES = {DEFAULT_LABEL: ("default", "--harden-pipeline")}
 
 
 class StageError(RuntimeError):
@@ -107,8 +112,11 @@ def prepare(shape: str, directory: Path, seq_len: int, max_seq_len: int | None, 
     print(f"[{shape}] harden-import ...", file=log, flush=True)
     stages["import"] = run_stage(import_command(shape, model, seq_len, max_seq_len), model, reuse)
     print(f"[{shape}] harden-import: {stages['import'].describe()}", file=log, flush=True)
+    from harden.frontend.random_init import SHAPES
+
     outputs = {}
-    for label, (stem, flag) in PIPELINES.items():
+    pipelines = PIPELINES if shape in SHAPES else {**PIPELINES, **REAL_MODEL_PIPELINES}
+    for label, (stem, flag) in pipelines.items():
         out = directory / f"{stem}.mlir"
         print(f"[{shape}] harden-opt {flag} ...", file=log, flush=True)
         # A new import invalidates the pipeline outputs made from the old one.
