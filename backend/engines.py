@@ -74,14 +74,22 @@ class IreeEngine(Engine):
     the position reaches B: a handful of times per sequence. Positions at or above B are
     never written while the caches are held at B, so cutting them off loses nothing."""
 
-    def __init__(self, module: IreeModule, seq_len: int, max_seq_len: int, label: str, decode_buckets: tuple[int, ...] = ()):
+    def __init__(self, module: IreeModule, seq_len: int, max_seq_len: int, label: str, decode_buckets: tuple[int, ...] = (),
+                 prefill_bucket: int | None = None):
         self.module = module
         self.seq_len, self.max_seq_len, self.label = seq_len, max_seq_len, label
         self.sizes = (*sorted(decode_buckets), max_seq_len)
+        self.prefill_bucket = prefill_bucket
+
+    @classmethod
+    def of(cls, module: IreeModule, loaded, label: str) -> "IreeEngine":
+        """The engine of a compiled `LoadedModule`, with its buckets."""
+        return cls(module, loaded.seq_len, loaded.max_seq_len, label, loaded.decode_buckets, loaded.prefill_bucket)
 
     def prefill(self, tokens):
-        logits, k, v = self.module.call_raw("prefill", np.asarray(tokens, np.int64))
-        return _host_copy(logits), EngineState(k, v, self.max_seq_len)
+        function, length = (f"prefill_{self.prefill_bucket}", self.prefill_bucket) if self.prefill_bucket else ("prefill", self.max_seq_len)
+        logits, k, v = self.module.call_raw(function, np.asarray(tokens, np.int64))
+        return _host_copy(logits), EngineState(k, v, length)
 
     def decode(self, token, pos, state):
         size = next((s for s in self.sizes if pos < s), self.max_seq_len)

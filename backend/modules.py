@@ -17,7 +17,7 @@ from harden.core.source import parse_module
 from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAMS_ATTR
 from harden.dialects.context import make_context
-from harden.frontend.importer import BUCKET_PREFIX
+from harden.frontend.importer import BUCKET_PREFIX, PREFILL_BUCKET_PREFIX
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance
 from harden.quant.precision import BITS_ATTR
 
@@ -40,6 +40,7 @@ class LoadedModule:
     seq_len: int  # prefill length S of prefill(tokens [1, S])
     max_seq_len: int  # KV-cache positions T of decode(token, pos, k_cache [L, 1, kv, T, hd], v_cache)
     decode_buckets: tuple[int, ...] = ()  # cache sizes B < T of the decode_<B> functions, ascending
+    prefill_bucket: int | None = None  # B of prefill_<B> (caches of the smallest bucket), if there is one
     schedule_summary: dict[str, dict] = field(default_factory=dict)  # function -> harden.schedule
 
 
@@ -94,8 +95,21 @@ def load_module(path: str | Path) -> LoadedModule:
         seq_len=inputs["prefill"][0].shape[1],
         max_seq_len=max_seq_len,
         decode_buckets=tuple(sorted(buckets)),
+        prefill_bucket=_prefill_bucket(path, inputs, signature, buckets),
         schedule_summary=schedule_summary,
     )
+
+
+def _prefill_bucket(path: Path, inputs: dict, signature: dict, buckets: list[int]) -> int | None:
+    """The B of a `prefill_<B>` function (prefill into the smallest decode bucket), checked."""
+    names = [name for name in inputs if name.startswith(PREFILL_BUCKET_PREFIX) and name.removeprefix(PREFILL_BUCKET_PREFIX).isdigit()]
+    if not names:
+        return None
+    (name,) = names
+    size = int(name.removeprefix(PREFILL_BUCKET_PREFIX))
+    if size != min(buckets, default=None) or signature[name][0] != signature["prefill"][0]:
+        raise ModuleError(f"'{path}': function '{name}' is not prefill into the smallest decode bucket")
+    return size
 
 
 def _schedule_summary(module: ir.Operation) -> dict[str, dict]:

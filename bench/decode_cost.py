@@ -86,7 +86,7 @@ def main() -> None:
             tool("harden-import", "--model", model, "--seq-len", str(PREFILL), *flags, "-o", path)
         loaded = load_module(path)
         print(f"compiling {label}", flush=True)
-        engines[label] = IreeEngine(compile_module(loaded, None).module, loaded.seq_len, loaded.max_seq_len, label, loaded.decode_buckets)
+        engines[label] = IreeEngine.of(compile_module(loaded, None).module, loaded, label)
         one_round(engines[label])  # warm-up
     rates = {label: [] for label in engines}
     for r in range(args.rounds):

@@ -207,7 +207,7 @@ def iree_bytes_per_token(lowered_text: str, function: str = "decode") -> int:
 def iree_subject(label: str, loaded: LoadedModule, cache: CompileCache | None, extra_flags=()) -> tuple[Subject, float, bool]:
     """(subject, IREE compile seconds, cache hit) for a pipeline output."""
     compiled = compile_module(loaded, cache, extra_flags=extra_flags)
-    engine = IreeEngine(compiled.module, loaded.seq_len, loaded.max_seq_len, label, loaded.decode_buckets)
+    engine = IreeEngine.of(compiled.module, loaded, label)
     return EngineSubject(label, engine, iree_bytes_per_token(loaded.lowered_text)), compiled.compile_seconds, compiled.cache_hit
 
 

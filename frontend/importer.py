@@ -23,13 +23,15 @@ Function signatures (KV cache layout [n_layers, 1, n_kv_heads, T, head_dim], f32
     prefill(tokens: [1, S] si64) -> (logits [1, S, vocab], k_cache, v_cache)
     decode(token: [1, 1] si64, pos: [1] si64, k_cache, v_cache) -> (logits [1, 1, vocab], k_cache, v_cache)
     decode_<B>(token, pos, k_cache [.., B, ..], v_cache [.., B, ..]) -> (logits, k_cache, v_cache)
+    prefill_<B>(tokens) -> (logits, k_cache [.., B, ..], v_cache [.., B, ..])   (B: the smallest bucket)
 
 The `decode_<B>` functions are decode over a cache of only B < T positions (decode
 buckets): a decode step writes and attends over every position of the cache it is given,
 so a runtime that holds the cache at the smallest bucket above the position pays for the
 positions filled so far (within 2x), not for the capacity. By default they are 256, 512,
 1024, ... below T when T >= 1024 (a 2048-position cache costs as much at position 150 as a
-256-position import); `decode_buckets` chooses others, () none.
+256-position import); `decode_buckets` chooses others, () none. `prefill_<B>` is prefill
+returning caches of the smallest bucket's size, so that a prompt does not write T positions.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from harden.frontend.weights import FrontendError, WeightSource
 
 ENTRIES = ("prefill", "decode")
 BUCKET_PREFIX = "decode_"
+PREFILL_BUCKET_PREFIX = "prefill_"
 SMALLEST_BUCKET = 256
 FRONTENDS = ("reference", "hf")
 DEFAULT_SEQ_LEN = 64
@@ -222,9 +225,13 @@ def import_model(
     programs = {"prefill": PrefillProgram(model, max_seq_len), "decode": DecodeProgram(model)}
     exports = [(entry, entry, max_seq_len) for entry in entries]
     exports += [(f"{BUCKET_PREFIX}{size}", "decode", size) for size in sorted(decode_buckets)]
+    if decode_buckets and "prefill" in entries:
+        smallest = min(decode_buckets)
+        programs[f"{PREFILL_BUCKET_PREFIX}{smallest}"] = PrefillProgram(model, smallest)
+        exports.append((f"{PREFILL_BUCKET_PREFIX}{smallest}", f"{PREFILL_BUCKET_PREFIX}{smallest}", smallest))
     for name, entry, length in exports:
         with progress.stage(f"exporting and importing {name}"), torch.no_grad():
-            exported = torch.export.export(programs[entry], _example_inputs(entry, config, seq_len, length))
+            exported = torch.export.export(programs[entry], _example_inputs(entry.split("_")[0], config, seq_len, length))
             importer.import_program(_functional(exported), func_name=name)
 
     module = importer.module

@@ -1,6 +1,7 @@
 """Decode buckets: `decode_<B>` functions over caches of B < T positions, which the IREE
 engine holds the caches at while the position is below B, so a decode step costs what the
-filled positions need. Checked: the functions harden-import writes, a prompt and a greedy
+filled positions need (and prefill_<B> gives the prompt's caches at the smallest bucket).
+Checked: the functions harden-import writes, a prompt and a greedy
 continuation crossing every bucket boundary on IREE against torch (the logits and tokens
 unchanged), the pipeline hardening every bucket, and the errors."""
 
@@ -41,12 +42,12 @@ def bucketed():
     torch_model = exported_model_from_provenance(load_provenance(module))
     lower_module_for_iree(module)
     iree = IreeModule(compile_vmfb(module.get_asm(), ["--iree-opt-const-eval=false"]))
-    return names, IreeEngine(iree, 16, 128, "iree", (32, 64)), TorchEngine(torch_model, 16, 128)
+    return names, IreeEngine(iree, 16, 128, "iree", (32, 64), prefill_bucket=32), TorchEngine(torch_model, 16, 128)
 
 
 def test_import_writes_one_decode_per_bucket(bucketed):
     names, _, _ = bucketed
-    assert names == ["prefill", "decode", "decode_32", "decode_64"]
+    assert names == ["prefill", "decode", "decode_32", "decode_64", "prefill_32"]
 
 
 def test_buckets_change_no_logit(bucketed):
@@ -57,6 +58,8 @@ def test_buckets_change_no_logit(bucketed):
     assert state.length == 128  # the last step (position 89) ran on the full cache
     _, state = run_prompt(iree, PROMPT[:40])
     assert state.length == 64  # position 39: the 64-position bucket
+    _, state = iree.prefill(np.array([PROMPT[:16]]))
+    assert state.length == 32  # the prompt's caches come out at the smallest bucket
 
 
 def test_bucket_sizes_are_checked():
@@ -74,7 +77,7 @@ def test_pipeline_hardens_every_bucket_and_generation_agrees(tmp_path):
     result = tool("harden-opt", "--harden-pipeline=policy=none machine=tsp report=rep.json", "m.mlir", "-o", "h.mlir")
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "rep.json").read_text())["layers"]
-    for function in ("prefill", "decode", "decode_32", "decode_64"):  # 5 layers x (qkv, o, w1, w2, w3) each
+    for function in ("prefill", "decode", "decode_32", "decode_64", "prefill_32"):  # 5 layers x (qkv, o, w1, w2, w3) each
         assert sum(row["function"] == function for row in rows) == 25
     # The hardened module against the same module without buckets: one decode per token either way.
     result = tool("harden-import", "--model", "stories260k", "--seq-len", "16", "--max-seq-len", "128", "--decode-buckets", "none", "-o", "one.mlir")

@@ -84,7 +84,7 @@ def compile_engine(loaded, cache, label):
         compiled = compile_module(loaded, cache)
     except IreeError as e:
         raise CommandError(f"IREE failed to compile '{loaded.path}':\n{e}") from None
-    return IreeEngine(compiled.module, loaded.seq_len, loaded.max_seq_len, label, loaded.decode_buckets), compiled
+    return IreeEngine.of(compiled.module, loaded, label), compiled
 
 
 def reference_engine(args, model):
