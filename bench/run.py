@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             "bandwidth_probe": f"fastest of 3 reads of {probe.nbytes / 2**30:.0f} GiB by a {CORES}-thread torch f32 gemv "
                                f"and a {CORES}-thread numpy uint64 OR-reduce (bench/bandwidth.py)",
             "decode_token_positions": f"{SEQ_LEN}..{SEQ_LEN + args.decode_steps - 1} after the prefill "
-                                      "(llama.cpp: llama-bench tg at the same depth, -d 128)",
+                                      f"(llama.cpp: llama-bench tg at the same depth, -d {SEQ_LEN})",
         },
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),
