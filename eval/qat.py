@@ -127,8 +127,8 @@ class QuantizedLinear(torch.nn.Module):
 def _calibrated_student(teacher: Llama, options: QatOptions, generator: torch.Generator):
     """The student of ls/gptq recovery (see the module docstring): its parameter groups
     and a function that turns it into a plain Llama with the trained weights."""
-    if options.train == "all" and options.ternary.planes != 1:
-        raise ValueError("train=all trains the codes of one ternary plane; use train=scales with planes=2")
+    if options.ternary.planes != 1:
+        raise ValueError("recovery after calibrated rounding trains one ternary plane")
     hessians = None
     if options.ternary.method == "gptq":
         sequences = sample_tokens(teacher, options.calibration_samples, options.seq_len, generator).tolist()

@@ -41,7 +41,6 @@ def make_parser() -> ArgumentParser:
     )
     p.add_argument("--scale", choices=("tensor", "channel", "group"), default="channel")
     p.add_argument("--group-size", type=int, help="input columns per scale (with --scale group)")
-    p.add_argument("--planes", type=int, default=1, help="ternary planes (2 with ls/gptq and --train scales)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="train for this many minutes of wall time (default 15)")
     budget.add_argument("--steps", type=int, help="train for this many steps (deterministic for a seed)")
@@ -68,14 +67,14 @@ def qat(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
     progress.set_quiet(args.quiet)
     try:
-        ternary = TernaryOptions(method=args.method, scale=args.scale, group_size=args.group_size, planes=args.planes)
+        ternary = TernaryOptions(method=args.method, scale=args.scale, group_size=args.group_size)
     except PassOptionError as e:
         raise CommandError(str(e), 2) from None
     calibrated = args.method in ("ls", "gptq")
     if args.train and not calibrated:
         raise CommandError(f"--train needs --method ls or gptq (method {args.method} trains latent weights)", 2)
-    if args.planes != 1 and not (calibrated and args.train != "all"):
-        raise CommandError("--planes 2 needs --method ls or gptq with --train scales", 2)
+    if args.pool < 1:
+        raise CommandError("--pool must be positive", 2)
     if (args.steps is not None and args.steps <= 0) or (args.minutes is not None and args.minutes <= 0):
         raise CommandError("--steps and --minutes must be positive", 2)
     output = Path(args.output)
