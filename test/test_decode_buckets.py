@@ -84,7 +84,7 @@ def test_pipeline_hardens_every_bucket_and_generation_agrees(tmp_path):
     assert result.returncode == 0, result.stderr
     assert tool("harden-opt", "--harden-pipeline=policy=none machine=tsp", "one.mlir", "-o", "h1.mlir").returncode == 0
     ids = ",".join(map(str, PROMPT[:30]))
-    result = tool("harden-run", "h.mlir", "--reference", "h1.mlir", "--prompt-ids", ids, "--generate", "60", "--atol", "1e-4", "--json", "run.json")
+    result = tool("harden-run", "h.mlir", "--reference", "h1.mlir", "--prompt-ids", ids, "--generate", "40", "--atol", "1e-4", "--json", "run.json")
     assert result.returncode == 0, result.stdout + result.stderr
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["model"]["generation"] == run["reference"]["generation"]
