@@ -114,9 +114,10 @@ def _ratio(value) -> str:
 
 
 def format_table(reports: list[ShapeReport]) -> str:
-    """One table over all shapes: rates, ratios against torch eager f32, roofline, CPU share."""
-    header = (f"{'shape / engine':<34}{'MB/token':>10}{'prefill tok/s':>15}{'vs f32':>8}"
-              f"{'decode tok/s':>14}{'vs f32':>8}{'roofline':>10}{'CPU own/others':>16}")
+    """One table over all shapes: rates, ratios against torch eager f32 and (harden's rows)
+    against the fastest other engine (torch or llama.cpp), roofline, CPU share."""
+    header = (f"{'shape / engine':<34}{'MB/token':>10}{'prefill tok/s':>15}{'vs f32':>8}{'vs best':>8}"
+              f"{'decode tok/s':>14}{'vs f32':>8}{'vs best':>8}{'roofline':>10}{'CPU own/others':>16}")
     lines = [header, "-" * len(header)]
     for rep in reports:
         if rep.rounds:
@@ -125,11 +126,20 @@ def format_table(reports: list[ShapeReport]) -> str:
                          f"of {len(rep.rounds)}), load average {min(loads):.1f}-{max(loads):.1f}")
         else:
             lines.append(f"{rep.shape}: not measured")
-        for label, row in rep.summary().items():
+        summary = rep.summary()
+        # "vs best": a harden (IREE) row against the fastest engine that is not harden's
+        others = [row for label, row in summary.items() if not label.startswith("IREE")]
+        best = {key: max((row[key] for row in others), default=None) for key in ("prefill_tokens_per_s", "decode_tokens_per_s")}
+
+        def vs_best(label, row, key):
+            return row[key] / best[key] if label.startswith("IREE") and best[key] else None
+
+        for label, row in summary.items():
             lines.append(
                 f"  {label:<32}{row['weight_bytes_per_token'] / 1e6:>10.1f}{row['prefill_tokens_per_s']:>15.1f}"
-                f"{_ratio(row['prefill_vs_torch_f32']):>8}{row['decode_tokens_per_s']:>14.2f}"
-                f"{_ratio(row['decode_vs_torch_f32']):>8}{row['roofline_fraction']:>10.2f}"
+                f"{_ratio(row['prefill_vs_torch_f32']):>8}{_ratio(vs_best(label, row, 'prefill_tokens_per_s')):>8}"
+                f"{row['decode_tokens_per_s']:>14.2f}{_ratio(row['decode_vs_torch_f32']):>8}"
+                f"{_ratio(vs_best(label, row, 'decode_tokens_per_s')):>8}{row['roofline_fraction']:>10.2f}"
                 f"{row['cpu_share']:>10.2f}/{row['others_cpu_share']:.2f}"
                 + ("  contended" if row["others_cpu_share"] > CONTENDED else "")
             )
