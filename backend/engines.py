@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from harden.backend.compile import IreeModule
+from harden.frontend.importer import BUCKET_PREFIX, PREFILL_BUCKET_PREFIX
 
 
 @dataclass
@@ -87,7 +88,7 @@ class IreeEngine(Engine):
         return cls(module, loaded.seq_len, loaded.max_seq_len, label, loaded.decode_buckets, loaded.prefill_bucket)
 
     def prefill(self, tokens):
-        function, length = (f"prefill_{self.prefill_bucket}", self.prefill_bucket) if self.prefill_bucket else ("prefill", self.max_seq_len)
+        function, length = (f"{PREFILL_BUCKET_PREFIX}{self.prefill_bucket}", self.prefill_bucket) if self.prefill_bucket else ("prefill", self.max_seq_len)
         logits, k, v = self.module.call_raw(function, np.asarray(tokens, np.int64))
         return _host_copy(logits), EngineState(k, v, length)
 
@@ -96,7 +97,7 @@ class IreeEngine(Engine):
         k, v = state.k_cache, state.v_cache
         if state.length != size:
             k, v = _resized(k, size), _resized(v, size)
-        function = "decode" if size == self.max_seq_len else f"decode_{size}"
+        function = "decode" if size == self.max_seq_len else f"{BUCKET_PREFIX}{size}"
         logits, k, v = self.module.call_raw(function, np.array([[token]], np.int64), np.array([pos], np.int64), k, v)
         return _host_copy(logits), EngineState(k, v, size)
 

@@ -28,14 +28,10 @@ from pathlib import Path
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import func
 
 from bench.pareto import cpu_model
-from bench.ternary_kernels import IreeCall, linear_module, lowered, per_call_ms
+from bench.ternary_kernels import IreeCall, linear_module, lowered, one_op_module, per_call_ms
 from harden.backend.compile import compile_vmfb
-from harden.core.tensor_types import vtensor_type
-from harden.core.weights import WeightStore
-from harden.dialects.context import make_context
 from harden.dialects.harden import build_int_linear
 from harden.kernels.contract import unavailable_reason
 from harden.quant.intn import IntWeight, code_range
@@ -47,18 +43,9 @@ FORMS = {"batch_matmul": "exact", "C planes": "vnni", "f32": "f32"}
 
 
 def int_module(x_shape, q: IntWeight) -> ir.Module:
-    n, k = q.codes.shape
-    with make_context(), ir.Location.unknown():
-        module = ir.Module.create()
-        weights = WeightStore()
-        x_type, y_type = vtensor_type(x_shape, "f32"), vtensor_type((x_shape[0], n), "f32")
-        with ir.InsertionPoint(module.body):
-            f = func.FuncOp("main", ir.FunctionType.get([x_type], [y_type]))
-        with ir.InsertionPoint(f.add_entry_block()):
-            y = build_int_linear(f.arguments[0], weights.literal(q.codes, "si8"), weights.literal(q.scales, "f16"),
-                                 bits=q.bits, group_size=q.group_size, result_type=y_type)
-            func.ReturnOp([y.result])
-    return module
+    """main(x) = harden.int_linear(x) on the codes and scales of `q`."""
+    return one_op_module(x_shape, q.codes.shape[0], lambda x, weights, y_type: build_int_linear(
+        x, weights.literal(q.codes, "si8"), weights.literal(q.scales, "f16"), bits=q.bits, group_size=q.group_size, result_type=y_type))
 
 
 def main() -> None:

@@ -55,30 +55,35 @@ ROWS = (1, 128)
 SECONDS_PER_SAMPLE = 0.25  # calls are repeated until a sample lasts this long
 
 
+def one_op_module(x_shape, out_features: int, build) -> ir.Module:
+    """main(x [M, K]) -> [M, out_features] = build(x, weights, result_type).result, one op on
+    constants from a WeightStore (the linears these benchmarks time one at a time)."""
+    with make_context(), ir.Location.unknown():
+        module = ir.Module.create()
+        weights = WeightStore()
+        x_type, y_type = vtensor_type(x_shape, "f32"), vtensor_type((x_shape[0], out_features), "f32")
+        with ir.InsertionPoint(module.body):
+            f = func.FuncOp("main", ir.FunctionType.get([x_type], [y_type]))
+        with ir.InsertionPoint(f.add_entry_block()):
+            func.ReturnOp([build(f.arguments[0], weights, y_type).result])
+    return module
+
+
 def ternary_module(x_shape, weight: np.ndarray) -> ir.Module:
     """main(x) = harden.ternary_linear(x) with the absmean channel ternarization of `weight`."""
     tw = ternarize(weight, "absmean", "channel")
     n, k = weight.shape
-    with make_context(), ir.Location.unknown():
-        module = ir.Module.create()
-        weights = WeightStore()
-        x_type, y_type = vtensor_type(x_shape, "f32"), vtensor_type((x_shape[0], n), "f32")
-        with ir.InsertionPoint(module.body):
-            f = func.FuncOp("main", ir.FunctionType.get([x_type], [y_type]))
-        with ir.InsertionPoint(f.add_entry_block()):
-            y = build_ternary_linear(
-                f.arguments[0],
-                weights.literal(pack_ternary_2bit(tw.ternary), "si8"),
-                weights.literal(tw.scales, "f32"),
-                in_features=k,
-                out_features=n,
-                group_size=tw.group_size,
-                planes=1,
-                scale_kind="channel",
-                result_type=y_type,
-            )
-            func.ReturnOp([y.result])
-    return module
+    return one_op_module(x_shape, n, lambda x, weights, y_type: build_ternary_linear(
+        x,
+        weights.literal(pack_ternary_2bit(tw.ternary), "si8"),
+        weights.literal(tw.scales, "f32"),
+        in_features=k,
+        out_features=n,
+        group_size=tw.group_size,
+        planes=1,
+        scale_kind="channel",
+        result_type=y_type,
+    ))
 
 
 def linear_module(x_shape, weight: np.ndarray) -> ir.Module:

@@ -210,6 +210,17 @@ def _lower_ternary_exact(op, ctx: PassContext, kernels: _KernelFunctions, activa
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
 
 
+def _call_vnni_kernel(x: ir.Value, weights: vnni.VnniWeights, name: str, n: int, k: int, numerics: str,
+                      ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
+    """y [M, N] = the C kernel on rows x [M, K] and `weights` (its constants named after `name`),
+    through the kernel declaration of that shape (added once per module)."""
+    rows = tensor_info(x.type).shape[0]
+    codes = lb.to_builtin(ctx.weights.literal(weights.codes, "si8", f"{name}.vnni_codes"))
+    scales = lb.to_builtin(ctx.weights.literal(weights.scales, "f32", f"{name}.vnni_scales"))
+    symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, numerics))
+    return func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes, scales]).result
+
+
 def _lower_ternary_vnni(op, ctx: PassContext, kernels: _KernelFunctions, activations: str) -> ir.Value:
     """A call of the C kernel's declaration on constants in its layout; the bias after it.
     The kernel quantizes the f32 activations itself, so x goes in unrounded."""
@@ -219,12 +230,7 @@ def _lower_ternary_vnni(op, ctx: PassContext, kernels: _KernelFunctions, activat
     name = ctx.weights.name_of(op.weight) or "ternary"
     with ir.InsertionPoint(op), op.location:
         x = lb.collapse_rows(lb.to_builtin(op.input))
-        rows = tensor_info(x.type).shape[0]
-        codes = lb.to_builtin(ctx.weights.literal(weights.codes, "si8", f"{name}.vnni_codes"))
-        scales = lb.to_builtin(ctx.weights.literal(weights.scales, "f32", f"{name}.vnni_scales"))
-        numerics = vnni.NUMERICS[activations]
-        symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, numerics))
-        y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes, scales]).result
+        y = _call_vnni_kernel(x, weights, name, n, k, vnni.NUMERICS[activations], ctx, kernels)
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
@@ -295,10 +301,7 @@ def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> i
     with ir.InsertionPoint(op), op.location:
         x = lb.collapse_rows(lb.to_builtin(op.input))
         rows = tensor_info(x.type).shape[0]
-        codes_value = lb.to_builtin(ctx.weights.literal(weights.codes, "si8", f"{name}.vnni_codes"))
-        scales_value = lb.to_builtin(ctx.weights.literal(weights.scales, "f32", f"{name}.vnni_scales"))
-        symbol = kernels.get(lambda fn: vnni.declaration_text(fn, rows, n, k, weights, vnni.NUMERICS["f32"]))
-        y = func.CallOp([lb.ranked([rows, n], lb.f32())], ir.FlatSymbolRefAttr.get(symbol), [x, codes_value, scales_value]).result
+        y = _call_vnni_kernel(x, weights, name, n, k, vnni.NUMERICS["f32"], ctx, kernels)
         if mins is not None:
             constant = offset * scales + mins  # [N, groups]
             sums = lb.generic([lb.split_columns(x, group)], lb.zeros([rows, k // group]), ["(m, g, j) -> (m, g, j)", "(m, g, j) -> (m, g)"],
