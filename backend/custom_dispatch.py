@@ -100,6 +100,7 @@ class KernelCall:
     padded_in: int
     group_size: int
     groups: int
+    code_bits: int
     rows_per_workgroup: int
 
     @classmethod
@@ -124,6 +125,7 @@ class KernelCall:
             padded_in=integer("padded_in"),
             group_size=integer("group_size"),
             groups=integer("groups"),
+            code_bits=integer("code_bits"),
             rows_per_workgroup=integer("rows_per_workgroup"),
         )
 
@@ -140,12 +142,12 @@ class KernelCall:
         sizes += [self.planes, self.group_size, self.groups, self.padded_out]
         codes, scales = f"memref<{self.code_bytes}xi8>", f"memref<{self.scale_count}xf32>"
         if self.decode:
-            c_function = f"ternary_{self.numerics}_decode_wg"
+            c_function = f"linear_w{self.code_bits}_{self.numerics}_decode_wg"
             inputs = [("x", f"memref<{K}xf32>", _t([K], "f32"))]
             prologue = f"    %x1 = tensor.collapse_shape %x [[0, 1]] : {_t([1, K], 'f32')} into {_t([K], 'f32')}\n"
             dispatch_args = ["%x1"]
         else:
-            c_function = f"ternary_{self.numerics}_wg"
+            c_function = f"linear_w{self.code_bits}_{self.numerics}_wg"
             digits = 4 if self.numerics == "fixed32" else 1
             inputs = [
                 ("xq", f"memref<{M * digits * Kp}xi8>", _t([M * digits * Kp], "i8")),

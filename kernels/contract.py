@@ -21,8 +21,8 @@ vector_reduction} tile sizes for IREE's CPU DoubleTilingExpert pipeline."""
 DECODE_MAX_KP = 16384
 """Longest padded row the C kernel's one-dispatch decode path quantizes on its stack."""
 
-KERNEL_OBJECT = Path(sys.prefix) / "harden-kernels" / "ternary_vnni.o"
-"""Built from kernels/ternary_vnni.c into the environment by the Makefile (`make install`)."""
+KERNEL_OBJECT = Path(sys.prefix) / "harden-kernels" / "vnni_linear.o"
+"""Built from kernels/vnni_linear.c into the environment by the Makefile (`make install`)."""
 
 REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi")
 """/proc/cpuinfo names of the features the object is compiled for (it has no run-time dispatch)."""

@@ -41,12 +41,12 @@ class LowerHardenOps(Pass):
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
-    Where the C kernels run, int_linear runs on them too (kernel=auto: in decode, codes of
-    at most 5 bits, where they are faster; kernel=vnni: always), its codes written as planes
-    of base-4 digits (exact; see `base4_digits` and C_KERNEL_MAX_BITS); elsewhere it becomes
-    a batch_matmul over the groups on its i8 codes. int8_linear (a layer kept with
-    keep-as=int8) becomes a matmul on the i8 codes (laid out [K, N] offline) and the
-    per-channel scale; int_embedding a generic that gathers codes and scales by index.
+    Where the C kernels run, int_linear and int8_linear run on them too (kernel=auto: in
+    decode, where they are faster; kernel=vnni: always), their codes stored in 4 bits (codes
+    of up to 4 bits) or 8, exact (see `_integer_codes_vnni`); elsewhere int_linear becomes a
+    batch_matmul over the groups on its i8 codes and int8_linear (a layer kept with
+    keep-as=int8) a matmul on the i8 codes (laid out [K, N] offline) and the per-channel
+    scale; int_embedding a generic that gathers codes and scales by index.
     A `harden.param` becomes an external
     `ml_program.global` (one per parameter name) that the IREE step binds to the
     parameter file. Ops with dynamic shapes are refused.
@@ -65,7 +65,7 @@ class LowerHardenOps(Pass):
             _replace(op, _lower_fused_qkv(op, ctx))
         kernels = _KernelFunctions(module)
         linears = ops_named(module, "harden.ternary_linear")
-        weighted = linears + ops_named(module, "harden.int_linear")
+        weighted = linears + ops_named(module, "harden.int_linear") + ops_named(module, "harden.int8_linear")
         use_vnni = self.kernel in ("auto", "vnni") and bool(weighted) and _vnni_available(weighted[0], ctx, self.kernel)
         for kind, lower in (
             ("harden.int8_linear", _lower_int8_linear),
@@ -74,8 +74,8 @@ class LowerHardenOps(Pass):
         ):
             for op in ops_named(module, kind):
                 constants = [defining_op(v) for v in op.operands[1:]]
-                if kind == "harden.int_linear" and use_vnni and _on_c_kernels(op, ctx, self.kernel):
-                    _replace(op, [_lower_int_linear_vnni(op, ctx, kernels)])
+                if kind in C_KERNEL_LOWERINGS and use_vnni and _on_c_kernels(op, ctx, self.kernel):
+                    _replace(op, [C_KERNEL_LOWERINGS[kind](op, ctx, kernels)])
                 else:
                     _replace(op, [lower(op, ctx)])
                 for constant in constants:  # the lowerings read codes, scales and mins in their own layouts
@@ -236,67 +236,48 @@ def _lower_ternary_vnni(op, ctx: PassContext, kernels: _KernelFunctions, activat
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
 
 
-def base4_digits(codes: np.ndarray, bits: int, affine: bool) -> tuple[np.ndarray, int]:
-    """Integer codes [N, K] as (digits [P, N, K] in {-1, 0, 1, 2}, offset o) with codes - o =
-    sum_p 4^p digits[p], exactly. Symmetric codes take no offset and affine ones are centred
-    (o = 2^(bits-1)), with P the fewest digits whose range [-(4^P - 1)/3, 2 (4^P - 1)/3]
-    holds [-2^(bits-1), 2^(bits-1)): 2 for 2-3 bits, 3 for 4-5, 4 for 6-7, 5 for 8. An offset
-    that made P = bits / 2 fit would add o times the activations' sum to every output, and
-    the f32 sum of the planes would then cancel most of it (8 bits: o = -43, errors of 5e-7
-    of the output's scale instead of f32 rounding)."""
-    half = 2 ** (bits - 1)
-    planes = next(p for p in range(1, 9) if (4**p - 1) // 3 >= half)
-    offset = half if affine else 0
-    rest, digits = codes.astype(np.int32) - offset, []
-    for _ in range(planes):
-        digit = (rest + 1) % 4 - 1
-        digits.append(digit)
-        rest = (rest - digit) // 4
-    if rest.any():
-        raise ValueError(f"codes outside the {bits}-bit grid")
-    return np.stack(digits).astype(np.int8), offset
-
-
-C_KERNEL_MAX_BITS = 5
-"""Codes of at most so many bits (3 digit planes) go to the C kernels, and only in decode.
-Measured one linear at a time at SmolLM2's shapes (bench/int_kernels.py, AMD EPYC): one
-token 1.1-1.3x faster than the batch_matmul for 3- and 4-bit codes, but 0.5-1.0x for 8-bit
-codes (5 planes); 128 tokens 0.5-0.8x (the batch_matmul stays for prefill)."""
+def code_width(bits: int) -> int:
+    """Bits per stored code on the C kernels: 4 for codes of up to 4 bits, else 8."""
+    return 4 if bits <= 4 else 8
 
 
 def _on_c_kernels(op, ctx: PassContext, kernel: str) -> bool:
-    """Whether an int_linear runs on the C kernels as base-4 digit planes (see
-    `_lower_int_linear_vnni`): constant codes, scales (and mins) in groups the kernels take,
-    and with kernel=auto only where they are faster: one token, at most C_KERNEL_MAX_BITS
-    bits (kernel=vnni takes every shape, for measurements)."""
+    """Whether an int_linear or int8_linear runs on the C kernels (see `_integer_codes_vnni`):
+    constant codes, scales (and mins) in groups the kernels take, and with kernel=auto only
+    where they are faster (kernel=vnni takes every shape, for measurements). Measured one
+    linear at a time at SmolLM2's shapes (bench/int_kernels.py, AMD EPYC, README): one token
+    1.1-1.5x faster than IREE's matmuls for every grid, 2.4x for the int8 classifier; 128
+    tokens 1.05-1.7x faster than the batch_matmul for 4-bit storage, but 0.6-0.9x IREE's
+    matmul on i8 codes for 8-bit storage, which therefore stays on it in prefill."""
     shape = tensor_info(op.input.type).shape
     if None in shape:
         return False
-    if kernel == "auto" and (int(np.prod(shape[:-1])) != 1 or op.bits.value > C_KERNEL_MAX_BITS):
-        return False
-    operands = [op.weight, op.scales] + ([op.mins] if op.mins is not None else [])
+    mins = getattr(op, "mins", None)
+    operands = [op.weight, op.scales] + ([mins] if mins is not None else [])
     if any(ctx.weights.value_of(v) is None for v in operands):
         return False
-    return vnni.unsupported_reason(tensor_info(op.scales.type).shape[1], op.group_size.value) is None
+    if op.operation.name == "harden.int_linear":
+        groups, group_size, bits = tensor_info(op.scales.type).shape[1], op.group_size.value, op.bits.value
+    else:
+        groups, group_size, bits = 1, 0, 8
+    if kernel == "auto" and int(np.prod(shape[:-1])) != 1 and code_width(bits) == 8:
+        return False
+    return vnni.unsupported_reason(groups, group_size, shape[-1], code_width(bits)) is None
 
 
-def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
-    """An int_linear on the ternary C kernels, exactly: its codes (minus an offset o) are
-    written offline in base 4 with digits in {-1, 0, 1, 2}, code - o = d0 + 4 d1 + 16 d2,
-    and digit p is a plane of 2-bit codes (d + 1, as the kernels read a ternary t + 1) with
-    the group's scale times 4^p (exact in f32). So the kernels read 4 bits per weight for
-    2-3 bit codes and 6 for 4-5 bits, with their exact fixed-point numerics (activations
-    f32). Affine codes are centred: s c + m = s (c - o) + (s o + m), and the second term, a
-    constant per row and group, is added as the activations' group sums times it."""
+def _integer_codes_vnni(op, ctx: PassContext, kernels: _KernelFunctions, codes: np.ndarray, scales: np.ndarray,
+                        bits: int, group: int, mins: np.ndarray | None = None) -> ir.Value:
+    """An integer linear on the C kernels, exactly: codes q [N, K] (signed, or affine with
+    `mins`) stored once, W = code_width(bits) bits each, as q + z (the kernels' zero code)
+    with the group's scale, run with the kernels' exact fixed-point numerics (activations f32).
+    Affine codes are centred first: s c + m = s (c - o) + (s o + m), o = 2^(bits-1), and the
+    second term, a constant per row and group, is added as the activations' group sums times it."""
     shape = _static_input(op, ctx)
-    codes = ctx.weights.value_of(op.weight)
     n, k = codes.shape
-    bits, group = op.bits.value, op.group_size.value
-    mins = None if op.mins is None else ctx.weights.value_of(op.mins).astype(np.float32)
-    scales = ctx.weights.value_of(op.scales).astype(np.float32)  # [N, groups]
-    digits, offset = base4_digits(codes, bits, affine=mins is not None)
-    plane_scales = scales[None] * (4.0 ** np.arange(len(digits), dtype=np.float32))[:, None, None]
-    weights = vnni.prepack_codes((digits + 1).astype(np.uint8), plane_scales, n, k, group)
+    width = code_width(bits)
+    offset = 2 ** (bits - 1) if mins is not None else 0
+    stored = (codes.astype(np.int32) - offset + vnni.zero_code(width)).astype(np.uint8)
+    weights = vnni.prepack_codes(stored[None], scales[None], n, k, group, width)
     name = ctx.weights.name_of(op.weight) or "int"
     with ir.InsertionPoint(op), op.location:
         x = lb.collapse_rows(lb.to_builtin(op.input))
@@ -311,6 +292,17 @@ def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> i
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
+
+
+def _lower_int_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
+    mins = None if op.mins is None else ctx.weights.value_of(op.mins).astype(np.float32)
+    scales = ctx.weights.value_of(op.scales).astype(np.float32)  # [N, groups]
+    return _integer_codes_vnni(op, ctx, kernels, ctx.weights.value_of(op.weight), scales, op.bits.value, op.group_size.value, mins)
+
+
+def _lower_int8_linear_vnni(op, ctx: PassContext, kernels: _KernelFunctions) -> ir.Value:
+    scales = ctx.weights.value_of(op.scales).astype(np.float32).reshape(-1, 1)  # [N, 1]
+    return _integer_codes_vnni(op, ctx, kernels, ctx.weights.value_of(op.weight), scales, 8, 0)
 
 
 def _lower_int8_linear(op, ctx: PassContext) -> ir.Value:
@@ -527,3 +519,7 @@ def _lower_ternary_linear(op, ctx: PassContext, activations: str) -> ir.Value:
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
+
+
+C_KERNEL_LOWERINGS = {"harden.int_linear": _lower_int_linear_vnni, "harden.int8_linear": _lower_int8_linear_vnni}
+"""The integer linears that run on the C kernels where `_on_c_kernels` says so."""

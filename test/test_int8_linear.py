@@ -11,6 +11,7 @@ from harden.core.tensor_types import vtensor_type
 from harden.core.weights import WeightStore
 from harden.dialects.context import make_context
 from harden.dialects.harden import build_int8_linear
+from harden.kernels.contract import CUSTOM_DISPATCH_ATTR, unavailable_reason
 from harden.quant.int8 import INT8_LEVELS, int8_bytes, quantize_int8
 
 # (rows shape, in_features, out_features, bias)
@@ -18,6 +19,8 @@ CASES = [
     ((1, 1), 64, 48, False),  # decode: one token
     ((1, 5), 30, 20, True),
     ((7,), 37, 9, False),  # 2-D activation, odd sizes
+    ((1, 1), 1100, 37, True),  # decode, odd sizes, more than 1024 columns per row
+    ((128,), 48, 33, False),  # prefill
 ]
 BIG = ((1, 1), 512, 384, True)  # enough weight bytes to tell i8 from f32 in the executable
 
@@ -36,7 +39,7 @@ def test_quantizer_error_is_within_half_a_step_and_int8_weights_are_exact():
     assert int8_bytes((16, 40)) == 16 * 40 + 4 * 16
 
 
-def build_module(rng, cases):
+def build_module(rng, cases, kernel="auto"):
     """One function per case: f(x) = int8_linear(x); the module and numpy expectations."""
     expectations = []
     with make_context(), ir.Location.unknown():
@@ -61,14 +64,22 @@ def build_module(rng, cases):
             expected = x.astype(np.float64) @ q.dequantize().T.astype(np.float64) + (0 if bias is None else bias)
             expectations.append((f"case{i}", x, expected))
         assert module.operation.verify()
-        lower_module_for_iree(module.operation)
+        lower_module_for_iree(module.operation, kernel=kernel)
         text = module.operation.get_asm()
     return text, expectations
 
 
-@pytest.fixture(scope="module")
-def compiled():
-    text, expectations = build_module(np.random.default_rng(0), CASES)
+@pytest.fixture(scope="module", params=["exact", "auto", "vnni"])
+def compiled(request):
+    """kernel=exact: IREE's matmul on the i8 codes; kernel=auto: the C kernels in decode
+    (prefill stays on the matmul), where this host runs them; kernel=vnni: every case on
+    the C kernels."""
+    if request.param == "vnni" and unavailable_reason():
+        pytest.skip(unavailable_reason())
+    text, expectations = build_module(np.random.default_rng(0), CASES, request.param)
+    decode = [case for case in CASES if np.prod(case[0]) == 1]
+    expected = {"exact": 0, "auto": len(decode) if unavailable_reason() is None else 0, "vnni": len(CASES)}
+    assert (text.count("call @harden_ternary_kernel_") if CUSTOM_DISPATCH_ATTR in text else 0) == expected[request.param]
     return IreeModule(compile_vmfb(text)), expectations
 
 
