@@ -13,7 +13,7 @@ from harden.backend.cache import CompileCache
 from harden.backend.compile import IREE_CPU_FLAGS, IreeModule, compile_vmfb, lower_module_for_iree
 from harden.core import progress
 from harden.core.graph import body_ops, functions
-from harden.core.source import parse_module
+from harden.core.source import parse_module, read_source
 from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAMS_ATTR
 from harden.dialects.context import make_context
@@ -55,12 +55,13 @@ def _needs_lowering(module: ir.Operation) -> bool:
 def load_module(path: str | Path) -> LoadedModule:
     """Reads an MLIR file (torch/harden level or already lowered) and lowers it for IREE.
 
-    Raises ir.MLIRError for unparsable text, LoweringError if lowering fails,
-    ModuleError if prefill/decode are missing.
+    Raises SourceError for an unreadable or non-text file, ir.MLIRError for unparsable text,
+    LoweringError if lowering fails, ModuleError if prefill/decode are missing.
     """
     path = Path(path)
     context = make_context()
-    module = parse_module(path.read_text(), str(path), context)
+    text, _ = read_source(str(path))
+    module = parse_module(text, str(path), context)
     attrs = module.attributes
     provenance = load_provenance(module) if PROVENANCE_ATTR in attrs else None
     parameter_file = path.parent / attrs[PARAMS_ATTR].maybe_downcast().value if PARAMS_ATTR in attrs else None

@@ -41,8 +41,8 @@ class LowerHardenOps(Pass):
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
-    Where the C kernels run, int_linear and int8_linear run on them too (kernel=auto: in
-    decode, where they are faster; kernel=vnni: always), their codes stored in 4 bits (codes
+    Where the C kernels run, int_linear and int8_linear run on them too (kernel=auto: where
+    they are faster, decode and 4-bit storage in prefill; kernel=vnni: always), their codes stored in 4 bits (codes
     of up to 4 bits) or 8, exact (see `_integer_codes_vnni`); elsewhere int_linear becomes a
     batch_matmul over the groups on its i8 codes and int8_linear (a layer kept with
     keep-as=int8) a matmul on the i8 codes (laid out [K, N] offline) and the per-channel
@@ -276,7 +276,10 @@ def _integer_codes_vnni(op, ctx: PassContext, kernels: _KernelFunctions, codes: 
     n, k = codes.shape
     width = code_width(bits)
     offset = 2 ** (bits - 1) if mins is not None else 0
-    stored = (codes.astype(np.int32) - offset + vnni.zero_code(width)).astype(np.uint8)
+    stored = codes.astype(np.int32) - offset + vnni.zero_code(width)
+    if stored.min() < 0 or stored.max() >= 2**width:
+        raise ctx.fail(op, f"'{op.operation.name}' op has codes outside its {bits}-bit grid")
+    stored = stored.astype(np.uint8)
     weights = vnni.prepack_codes(stored[None], scales[None], n, k, group, width)
     name = ctx.weights.name_of(op.weight) or "int"
     with ir.InsertionPoint(op), op.location:

@@ -161,3 +161,8 @@ func.func @decode(%t: tensor<1x1xi64>, %p: tensor<1xi64>, %k: tensor<1x1x1x8x2xf
 )
 def test_usage_errors_exit_2(workdir, args, message):
     assert message in one_error_line(harden_run(workdir, *args), 2)
+
+
+def test_a_file_that_is_not_text_is_one_clear_error(workdir):
+    (workdir / "noise.bin").write_bytes(bytes(range(256)) * 8)
+    assert "cannot read 'noise.bin': not a UTF-8 text file" in one_error_line(harden_run(workdir, "noise.bin"), 2)

@@ -13,6 +13,7 @@ from harden.backend.compile import IreeError, LoweringError
 from harden.backend.engines import IreeEngine, TorchEngine
 from harden.backend.modules import ModuleError, compile_module, load_module
 from harden.core import progress
+from harden.core.source import SourceError
 from harden.eval.evaluate import greedy_generate, measure_speed, perplexity, sample_sequences, split_bos, teacher_forced_logits, text_windows
 from harden.eval.metrics import compare_logits
 from harden.frontend.provenance import exported_model_from_provenance, tokenizer_from_provenance
@@ -75,7 +76,7 @@ def load(path: str):
     except ir.MLIRError as e:
         d = e.error_diagnostics[0] if e.error_diagnostics else None
         raise CommandError(f"cannot parse '{path}': {d.message if d else e}", USAGE) from None
-    except (LoweringError, ModuleError, FrontendError) as e:
+    except (LoweringError, ModuleError, FrontendError, SourceError) as e:
         raise CommandError(str(e), USAGE) from None
 
 
