@@ -127,3 +127,95 @@ def test_c_kernel_layout_holds_every_code_where_the_kernel_reads_it(width):
                 assert code == want, (p, row, column)
 
 
+def _weight_and_hessian(seed, out_features=64, in_features=256):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((out_features, in_features)) * 0.05).astype(np.float32)
+    x = rng.standard_normal((in_features, 1024)) * np.exp(rng.standard_normal(in_features))[:, None]
+    x = x + 0.5 * np.roll(x, 1, 0)  # correlated inputs, as real activations are
+    return w, x @ x.T
+
+
+def _output_error(w, approx, hessian):
+    d = (approx - w).astype(np.float64)
+    return np.trace(d @ hessian @ d.T) / np.trace(w.astype(np.float64) @ hessian @ w.T)
+
+
+@pytest.mark.parametrize("grid", [Grid("int", bits=4), Grid("int", bits=3), Grid("ternary", planes=1), Grid("ternary", planes=2)])
+def test_gptq_moves_the_layer_output_less_than_plain_rounding(grid):
+    """On correlated inputs GPTQ's error feedback halves the output error of plain rounding
+    with the same least-squares scales (which itself is no worse than absmax/absmean)."""
+    w, h = _weight_and_hessian(0)
+    plain = quantize_gptq(w, np.diag(np.diag(h)), grid, 64)[0]
+    calibrated = quantize_gptq(w, h, grid, 64)[0]
+    assert _output_error(w, calibrated, h) < 0.7 * _output_error(w, plain, h)
+
+
+def test_quantizers_store_what_they_dequantize_and_respect_their_grids():
+    w, h = _weight_and_hessian(1)
+    q = gptq_int(w, h, 4, 64)
+    assert q.codes.min() >= -8 and q.codes.max() <= 7 and q.scales.dtype == np.float16 and q.scales.shape == (64, 4)
+    np.testing.assert_array_equal(q.dequantize(), quantize_gptq(w, h, Grid("int", bits=4), 64)[0])
+    t = gptq_ternary(w, h, 2, 64)
+    assert set(np.unique(t.ternary)) <= {-1, 0, 1} and t.ternary.shape == (2, 64, 256) and t.scales.shape == (2, 64, 4)
+    np.testing.assert_allclose(t.dequantize(), quantize_gptq(w, h, Grid("ternary", planes=2), 64)[0], atol=1e-7)
+    assert q.stored_bits() == 64 * 256 * 4 + 16 * 64 * 4
+    assert int_bits_per_weight(4, 64, 256) == 4.25 and int_bits_per_weight(4, 32, 576, affine=True) == 5.0
+
+
+def test_weights_on_a_grid_convert_exactly():
+    """A dequantized llama.cpp Q4_1 tensor (quantized by the gguf package) is found on the
+    affine 4-bit grid with groups of 32 and converts without any change."""
+    from gguf import GGMLQuantizationType as Q
+    from gguf.quants import dequantize, quantize
+
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((16, 64)).astype(np.float32)
+    on_grid = dequantize(quantize(w, Q.Q4_1), Q.Q4_1).reshape(w.shape)
+    found = exact_affine_grid(on_grid)
+    assert found is not None and found.exact and np.array_equal(found.dequantize(), on_grid)
+    assert exact_affine_grid(on_grid + np.float32(1e-3)) is None
+    # On the symmetric grid (each group's largest magnitude at code -8, as the quantizer
+    # places it): plain rounding and GPTQ give the same weights back.
+    symmetric = _random_grid_weight(rng, 16, 64, 4, 32, affine=False)
+    symmetric.codes[:, ::32] = -8
+    on_symmetric_grid = symmetric.dequantize()
+    for again in (quantize_intn(on_symmetric_grid, 4, 32), gptq_int(on_symmetric_grid, _weight_and_hessian(4, 16, 64)[1], 4, 32)):
+        np.testing.assert_array_equal(again.dequantize(), on_symmetric_grid)
+
+
+def test_plain_rounding_error_is_within_half_a_step():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8, 64)).astype(np.float32)
+    q = quantize_intn(w, 6, 32)
+    step = np.repeat(q.scales.astype(np.float32), 32, axis=1)
+    clipped = np.abs(w) > np.abs(step) * 31.5
+    assert np.all((np.abs(q.dequantize() - w) <= np.abs(step) / 2 * (1 + 1e-3)) | clipped)
+
+
+def test_budget_plan_respects_the_budget_and_spends_it_where_it_pays():
+    """The policy's Lagrangian search: at every budget the plan's bits fit it, the predicted
+    KL falls as the budget grows, and a sensitive matrix gets more bits than a robust one."""
+    from harden.passes.ternary_policy import _Choice, _lagrangian_plan
+    from harden.quant.precision import Precision
+
+    rng = np.random.default_rng(4)
+    choices, factors, sizes = {}, {}, {}
+    for i in range(12):
+        size = sizes[f"m{i}"] = int(rng.integers(1000, 5000))
+        choices[f"m{i}"] = [
+            _Choice(Precision.parse(p), round(size * bits), error * (1 + rng.random()), None)
+            for p, bits, error in (("t1g64", 2.5, 0.5), ("int3g64", 3.25, 0.1), ("int4g64", 4.25, 0.03), ("int8g64", 8.25, 1e-4))
+        ]
+        factors[f"m{i}"] = 100.0 if i == 0 else 1.0
+    total = sum(sizes.values())
+    previous = None
+    for budget in (2.5, 3.0, 3.5, 4.0, 5.0, 9.0):
+        plan, bits = _lagrangian_plan(choices, factors, budget * total)
+        assert bits <= budget * total + 1e-6 and bits == sum(c.bits for c in plan.values())
+        predicted = sum(factors[n] * c.error for n, c in plan.items())
+        assert previous is None or predicted <= previous
+        previous = predicted
+        if 3.0 <= budget < 9.0:  # the sensitive matrix is among the best served
+            assert plan["m0"].bits / sizes["m0"] >= max(c.bits / sizes[n] for n, c in plan.items()) - 0.01
+    plan, bits = _lagrangian_plan(choices, factors, 1.0 * total)  # under the cheapest grid: the fewest bits
+    assert all(c.precision == Precision.parse("t1g64") for c in plan.values())
