@@ -31,7 +31,7 @@ func.func @ternary(%x: !torch.vtensor<[1,3,10],f32>) -> !torch.vtensor<[1,3,2],f
 // VNNI: linalg.generic {{.*}} ins(%[[Y]], %{{.*}} : tensor<1x2xf32>, tensor<2xf32>)
 // VNNI-NOT: harden.ternary_linear
 // VNNI: func.func private @harden_ternary_kernel_0(tensor<1x20xf32>, tensor<128xi8>, tensor<16xf32>) -> tensor<1x2xf32>
-// VNNI-SAME: attributes {harden.ternary_vnni = {group_size = 0 : i64, groups = 1 : i64, numerics = "fixed32", padded_in = 32 : i64, padded_out = 16 : i64, planes = 1 : i64, rows_per_workgroup = 256 : i64}}
+// VNNI-SAME: attributes {harden.ternary_vnni = {code_bits = 2 : i64, group_size = 0 : i64, groups = 1 : i64, numerics = "fixed32", padded_in = 32 : i64, padded_out = 16 : i64, planes = 1 : i64, rows_per_workgroup = 256 : i64}}
 // VNNI-NOT: linalg.generic
 // After torch-mlir's lowering (its backend-contract check skipped: it rejects the call)
 // the declaration and its call are all that is left of the kernel for the IREE step.
@@ -46,5 +46,22 @@ func.func @vnni(%x: !torch.vtensor<[1,1,20],f32>) -> !torch.vtensor<[1,1,2],f32>
   %b = torch.vtensor.literal(dense<[1.0, 2.0]> : tensor<2xf32>) : !torch.vtensor<[2],f32>
   %y = "harden.ternary_linear"(%x, %w, %s, %b) {in_features = 20 : i64, out_features = 2 : i64, group_size = 20 : i64, planes = 1 : i64, scale_kind = "channel", operandSegmentSizes = array<i32: 1, 1, 1, 1>}
       : (!torch.vtensor<[1,1,20],f32>, !torch.vtensor<[1,2,5],si8>, !torch.vtensor<[1,2,1],f32>, !torch.vtensor<[2],f32>) -> !torch.vtensor<[1,1,2],f32>
+  return %y : !torch.vtensor<[1,1,2],f32>
+}
+
+// -----
+
+// A layer kept in int8 runs on the C kernels with its codes stored in 8 bits (one byte per
+// weight: 16 rows x 16 columns = 256 bytes) in decode; the bias is added after the call.
+// VNNI-LABEL: func.func @int8_decode
+// VNNI: call @harden_ternary_kernel_0({{.*}}) : (tensor<1x5xf32>, tensor<256xi8>, tensor<16xf32>) -> tensor<1x2xf32>
+// VNNI: func.func private @harden_ternary_kernel_0({{.*}}code_bits = 8 : i64
+// VNNI-NOT: harden.int8_linear
+func.func @int8_decode(%x: !torch.vtensor<[1,1,5],f32>) -> !torch.vtensor<[1,1,2],f32> {
+  %w = torch.vtensor.literal(dense<[[-127, 5, 0, 64, 127], [3, -3, 100, -100, 1]]> : tensor<2x5xsi8>) : !torch.vtensor<[2,5],si8>
+  %s = torch.vtensor.literal(dense<[[0.5], [0.25]]> : tensor<2x1xf32>) : !torch.vtensor<[2,1],f32>
+  %b = torch.vtensor.literal(dense<[1.0, 2.0]> : tensor<2xf32>) : !torch.vtensor<[2],f32>
+  %y = "harden.int8_linear"(%x, %w, %s, %b) {in_features = 5 : i64, out_features = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1>}
+      : (!torch.vtensor<[1,1,5],f32>, !torch.vtensor<[2,5],si8>, !torch.vtensor<[2,1],f32>, !torch.vtensor<[2],f32>) -> !torch.vtensor<[1,1,2],f32>
   return %y : !torch.vtensor<[1,1,2],f32>
 }
