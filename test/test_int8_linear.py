@@ -21,6 +21,7 @@ CASES = [
     ((7,), 37, 9, False),  # 2-D activation, odd sizes
     ((1, 1), 1100, 37, True),  # decode, odd sizes, more than 1024 columns per row
     ((128,), 48, 33, False),  # prefill
+    ((1, 1), 64, 576, False),  # decode: 3 workgroups, the last one 64 rows
 ]
 BIG = ((1, 1), 512, 384, True)  # enough weight bytes to tell i8 from f32 in the executable
 
