@@ -84,6 +84,22 @@ static inline void store_rows(float *y, int64_t n, int64_t N, __m512 v) {
   else if (r > 0) _mm512_mask_storeu_ps(y + n, (__mmask16)((1u << r) - 1), v);
 }
 
+// One 16-column block kb of two 16-row blocks (codes w0, w1) against four int8 rows (four
+// tokens, or the four digit planes of one token): accumulators a0..a3 and b0..b3, 8
+// independent vpdpbusd chains. Used by the INT8 four-token path and by FIXED32.
+#define FOUR_ROWS_TWO_BLOCKS(X0, X1, X2, X3)                                            \
+  for (int s = 0; s < 4; ++s) {                                                        \
+    __m512i c0 = step_codes(w0, kb, s, W), c1 = step_codes(w1, kb, s, W);              \
+    __m512i q0 = _mm512_set1_epi32(((const int32_t *)(X0 + kb * 16))[s]);              \
+    __m512i q1 = _mm512_set1_epi32(((const int32_t *)(X1 + kb * 16))[s]);              \
+    __m512i q2 = _mm512_set1_epi32(((const int32_t *)(X2 + kb * 16))[s]);              \
+    __m512i q3 = _mm512_set1_epi32(((const int32_t *)(X3 + kb * 16))[s]);              \
+    a0 = _mm512_dpbusd_epi32(a0, c0, q0); b0 = _mm512_dpbusd_epi32(b0, c1, q0);        \
+    a1 = _mm512_dpbusd_epi32(a1, c0, q1); b1 = _mm512_dpbusd_epi32(b1, c1, q1);        \
+    a2 = _mm512_dpbusd_epi32(a2, c0, q2); b2 = _mm512_dpbusd_epi32(b2, c1, q2);        \
+    a3 = _mm512_dpbusd_epi32(a3, c0, q3); b3 = _mm512_dpbusd_epi32(b3, c1, q3);        \
+  }
+
 // INT8, four tokens at a time (prefill): each unpacked weight vector serves four activation rows.
 // Two 16-row blocks per step give 8 independent vpdpbusd chains. Returns the rows done.
 INLINE int64_t int8_four_tokens(const int8_t *xq, const float *xs, const uint8_t *wb, const float *sc,
@@ -112,20 +128,7 @@ INLINE int64_t int8_four_tokens(const int8_t *xq, const float *xs, const uint8_t
           __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
           __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
           for (int64_t kb = g0; kb < g1; ++kb) {
-#define STEP(i)                                                                       \
-            {                                                                         \
-              __m512i c0 = step_codes(w0, kb, i, W), c1 = step_codes(w1, kb, i, W);   \
-              __m512i q0 = _mm512_set1_epi32(((const int32_t *)(x0 + kb * 16))[i]);   \
-              __m512i q1 = _mm512_set1_epi32(((const int32_t *)(x1 + kb * 16))[i]);   \
-              __m512i q2 = _mm512_set1_epi32(((const int32_t *)(x2 + kb * 16))[i]);   \
-              __m512i q3 = _mm512_set1_epi32(((const int32_t *)(x3 + kb * 16))[i]);   \
-              a0 = _mm512_dpbusd_epi32(a0, c0, q0); b0 = _mm512_dpbusd_epi32(b0, c1, q0); \
-              a1 = _mm512_dpbusd_epi32(a1, c0, q1); b1 = _mm512_dpbusd_epi32(b1, c1, q1); \
-              a2 = _mm512_dpbusd_epi32(a2, c0, q2); b2 = _mm512_dpbusd_epi32(b2, c1, q2); \
-              a3 = _mm512_dpbusd_epi32(a3, c0, q3); b3 = _mm512_dpbusd_epi32(b3, c1, q3); \
-            }
-            STEP(0) STEP(1) STEP(2) STEP(3)
-#undef STEP
+            FOUR_ROWS_TWO_BLOCKS(x0, x1, x2, x3)
           }
           __m512 sa = _mm512_loadu_ps(s0p + gi * 16), sb = _mm512_loadu_ps(s1p + gi * 16);
 #define ACC(Y, A, S, Q) Y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(A, _mm512_set1_epi32(z * gsum[Q][gi]))), S, Y);
@@ -230,20 +233,7 @@ INLINE void fixed32_rows(const int8_t *xq, const float *xs, const uint8_t *wb, c
           __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
           __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
           for (int64_t kb = g0; kb < g1; ++kb) {
-#define STEP(i)                                                                          \
-            {                                                                            \
-              __m512i c0 = step_codes(w0, kb, i, W), c1 = step_codes(w1, kb, i, W);      \
-              __m512i q0 = _mm512_set1_epi32(((const int32_t *)(x0p + kb * 16))[i]);     \
-              __m512i q1 = _mm512_set1_epi32(((const int32_t *)(x1p + kb * 16))[i]);     \
-              __m512i q2 = _mm512_set1_epi32(((const int32_t *)(x2p + kb * 16))[i]);     \
-              __m512i q3 = _mm512_set1_epi32(((const int32_t *)(x3p + kb * 16))[i]);     \
-              a0 = _mm512_dpbusd_epi32(a0, c0, q0); b0 = _mm512_dpbusd_epi32(b0, c1, q0); \
-              a1 = _mm512_dpbusd_epi32(a1, c0, q1); b1 = _mm512_dpbusd_epi32(b1, c1, q1); \
-              a2 = _mm512_dpbusd_epi32(a2, c0, q2); b2 = _mm512_dpbusd_epi32(b2, c1, q2); \
-              a3 = _mm512_dpbusd_epi32(a3, c0, q3); b3 = _mm512_dpbusd_epi32(b3, c1, q3); \
-            }
-            STEP(0) STEP(1) STEP(2) STEP(3)
-#undef STEP
+            FOUR_ROWS_TWO_BLOCKS(x0p, x1p, x2p, x3p)
           }
           // A digit's sum over a group is at most 128 * 2^(W-1) * G in magnitude: exact in f32
           // for groups of up to 2^(17-W) columns (see the header for W = 8), so weighting the
