@@ -42,8 +42,9 @@ class LowerHardenOps(Pass):
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
     Where the C kernels run, int_linear and int8_linear run on them too (kernel=auto: where
-    they are faster, decode and 4-bit storage in prefill; kernel=vnni: always), their codes stored in 4 bits (codes
-    of up to 4 bits) or 8, exact (see `_integer_codes_vnni`); elsewhere int_linear becomes a
+    they are faster, decode and 4-bit storage in prefill; kernel=vnni: always), their codes
+    stored in 4 bits (codes of up to 4 bits) or 8, exact (see `_integer_codes_vnni`);
+    elsewhere int_linear becomes a
     batch_matmul over the groups on its i8 codes and int8_linear (a layer kept with
     keep-as=int8) a matmul on the i8 codes (laid out [K, N] offline) and the per-channel
     scale; int_embedding a generic that gathers codes and scales by index.
