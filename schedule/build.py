@@ -515,12 +515,14 @@ class _Builder:
         unit = self.machine.unit_for(op.operator_class)
         fractions = [box_numel(box) / max(1, numel(shape)) for box in boxes]
         if entry[0] == "transfer":
+            op.streamed_bytes = sum(read_bytes)
             return [cost_model.tile_cycles(unit, "transfer", f, bytes_streamed=b) for f, b in zip(fractions, read_bytes)]
         model = self.models[entry[1]]
         written = sum(numel(r.shape) * dtype_bytes(r.dtype) for r in model.results)
         durations = []
         for f, b in zip(fractions, read_bytes):
             streamed = model.moved_bytes * f if model.moved_bytes is not None else b + written * f
+            op.streamed_bytes += streamed
             durations.append(cost_model.tile_cycles(
                 unit, op.operator_class, f, macs=model.macs, weight_elements=model.weight_elements,
                 elements=numel(model.iteration), vector_passes=model.vector_passes,
@@ -559,22 +561,24 @@ class _Builder:
                 fi = final_index[i]
                 chip = self.op_chip[i]
                 size = numel(r.shape) * dtype_bytes(r.dtype)
-                buffers.append(Buffer(self._label(i), size, chip, fi,
-                                      sorted(set(readers.get(("root", r.value, chip), []))), r.value in returned))
+                live_out = r.value in returned
+                buffers.append(Buffer(self._label(i), size, chip, fi, sorted(set(readers.get(("root", r.value, chip), []))),
+                                      live_out, _buffer_kind(len(r.shape), live_out, "activation")))
         for (i, result, chip), fx in transfers.items():
             r = self.models[i].results[result]
             buffers.append(Buffer(f"{self._label(i)} on chip {chip}",
                                   numel(r.shape) * dtype_bytes(r.dtype), chip, fx,
-                                  sorted(set(readers.get(("transfer", fx), []))), False))
+                                  sorted(set(readers.get(("transfer", fx), []))), False, "transfer"))
         # Arguments and folded constants: present from cycle 0, split among the chips reading them.
         # A buffer two stacks live in (a prefill's k and v caches made from one zero tensor)
         # is counted once per stack.
         for root, chips in chips_reading.items():
             info = tensor_info(root.type)
             size = numel(info.shape) * dtype_bytes(info.dtype) * max(1, self.stacked_roots.get(root, 0))
+            kind = _buffer_kind(len(info.shape), root in returned, "argument" if isinstance(root, ir.BlockArgument) else "constant")
             for chip in chips:
                 buffers.append(Buffer(root.get_name(self.asm), math.ceil(size / len(chips)), chip, None,
-                                      sorted(set(readers.get(("root", root, chip), []))), root in returned))
+                                      sorted(set(readers.get(("root", root, chip), []))), root in returned, kind))
         return buffers
 
     def _label(self, i: int) -> str:
@@ -629,3 +633,9 @@ def _int_attr(op, name: str) -> int | None:
     return ir.IntegerAttr(attr).value
 
 
+def _buffer_kind(rank: int, live_out: bool, otherwise: str) -> str:
+    """A returned tensor of rank 4 or more is a KV cache (the stacked per-layer caches a
+    prefill fills and a decode step updates in place); logits and hidden states have rank 3."""
+    if live_out:
+        return "kv_cache" if rank >= 4 else "result"
+    return otherwise

@@ -77,6 +77,38 @@ class UnitKind:
     cycles_per_vector: float = 0.0
 
 
+# The cost constants of `costs` (see machines/README.md for their units and sources): what
+# harden-export turns a schedule into area and energy with. Every field is required there.
+COST_NUMBERS = (
+    "add_pj", "add_um2",  # one 32-bit integer addition (a ternary weight's add or subtract)
+    "int_mac_pj", "int_mac_um2",  # an 8-bit multiply and 32-bit accumulate (integer weights)
+    "float_mac_pj", "float_mac_um2",  # an fp16 multiply and fp32 accumulate (float weights, attention)
+    "vector_op_pj", "vector_lane_um2",  # one fp32 vector operation; one vector lane
+    "sram_pj_per_byte", "sram_um2_per_bit",  # SRAM traffic and cells
+    "rom_pj_per_bit", "rom_um2_per_bit",  # weights built into the chip: reading and holding a bit
+    "link_pj_per_byte",  # chip-to-chip transfers
+    "static_w_per_chip",  # leakage and clock power of one chip, whatever it computes
+    "energy_scale", "area_scale",  # from the node the constants were measured at to the chip's
+    "area_overhead",  # wiring, control, periphery and I/O over the units and memories
+)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Area and energy constants of a machine (`costs` in its JSON)."""
+
+    node: str
+    values: tuple[tuple[str, float], ...]  # (name in COST_NUMBERS, value): hashable, like the model
+    die_area_mm2: float | None  # a published die area: used instead of the sum of the parts
+    assumptions: tuple[str, ...]  # which numbers are assumptions rather than sourced figures
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            return dict(self.__dict__["values"])[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 @dataclass(frozen=True)
 class MachineModel:
     """A target for the static scheduler: units, memory, clock and the weight policy."""
@@ -92,6 +124,7 @@ class MachineModel:
     activation_reserve: float = 0.25
     description: str = ""
     notes: tuple[str, ...] = field(default=())
+    costs: Costs | None = None  # needed by harden-export only
 
     def unit_for(self, operator_class: str) -> UnitKind | None:
         """The unit kind executing an operator class, or None when the machine has none."""
@@ -107,8 +140,9 @@ class MachineModel:
 
 _TOP_FIELDS = {
     "name", "description", "notes", "clock_ghz", "sram_bytes", "weight_storage",
-    "float_weight_bytes", "chips", "activation_reserve", "units",
+    "float_weight_bytes", "chips", "activation_reserve", "units", "costs",
 }
+_COST_FIELDS = set(COST_NUMBERS) | {"node", "die_area_mm2", "assumptions"}
 _UNIT_NUMBERS = {
     "macs_per_cycle", "ternary_adds_per_cycle", "elements_per_cycle", "transcendental_passes",
     "stream_bytes_per_cycle", "cycles_per_vector",
@@ -185,7 +219,26 @@ def machine_from_dict(data, source: str) -> MachineModel:
         activation_reserve=reserve,
         description=check.string(data, "description", default=""),
         notes=tuple(notes),
+        costs=_costs(check, data["costs"]) if "costs" in data else None,
     )
+
+
+def _costs(check: "_Checker", spec) -> Costs:
+    if not isinstance(spec, dict):
+        raise check.error("costs", "must be an object")
+    check.no_unknown("costs", spec, _COST_FIELDS)
+    values = {}
+    for key in COST_NUMBERS:
+        values[key] = check.number(spec, key, required=True, where="costs")
+        if values[key] < 0:
+            raise check.error(f"costs.{key}", f"must not be negative, got {values[key]}")
+    die = spec.get("die_area_mm2")
+    if die is not None:
+        die = check.number(spec, "die_area_mm2", positive=True, where="costs")
+    assumptions = spec.get("assumptions", [])
+    if not isinstance(assumptions, list) or not all(isinstance(a, str) for a in assumptions):
+        raise check.error("costs.assumptions", "must be a list of strings")
+    return Costs(check.string(spec, "node", required=True, where="costs"), tuple(values.items()), die, tuple(assumptions))
 
 
 def _unit(check: "_Checker", name: str, spec) -> UnitKind:

@@ -28,6 +28,7 @@ class Operation:
     durations: list[int]  # cycles of each tile on its unit
     tile_axis: int | None = None  # iteration dimension the tiles split
     transfer: tuple[int, int, int] | None = None  # (producer op, its result, destination chip)
+    streamed_bytes: float = 0.0  # bytes its tiles stream through the unit's ports (SRAM traffic)
 
     @property
     def tiles(self) -> int:
@@ -65,6 +66,7 @@ class Buffer:
     producer: int | None  # None: present from cycle 0 (arguments, folded constants)
     readers: list[int] = field(default_factory=list)
     live_out: bool = False  # returned by the function: live until the makespan
+    kind: str = "activation"  # activation, argument, constant, transfer, result or kv_cache (see build.py)
 
 
 @dataclass

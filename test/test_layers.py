@@ -23,6 +23,7 @@ LAYERS = [
     ["dialects"],
     ["quant"],
     ["kernels", "schedule"],
+    ["chip"],
     ["passes"],
     ["pipelines"],
     ["frontend"],

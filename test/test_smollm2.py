@@ -24,7 +24,7 @@ from harden.frontend.hf import hf_weight_names
 from harden.frontend.provenance import tokenizer_from_provenance
 
 BIN = Path(sys.executable).parent
-SEQ_LEN, MAX_SEQ_LEN = 32, 96
+SEQ_LEN = 32  # the prefill length of the smollm2_import fixture (conftest.py)
 # About 80 tokens of plain English for the perplexity check.
 TEXT = (
     "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. "
@@ -35,18 +35,10 @@ TEXT = (
 
 
 @pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
+def smollm2(smollm2_import):
     """(module path, its IREE engine) of the f32 import."""
-    try:
-        PACKAGED_MODELS["smollm2-135m"].path("smollm2-135m")
-    except Exception as e:  # the package is part of `make test`'s install; say so plainly
-        pytest.fail(f"SmolLM2 is not installed: {e}")
-    out = tmp_path_factory.mktemp("smollm2") / "m.mlir"
-    args = ["--model", "smollm2-135m", "--seq-len", str(SEQ_LEN), "--max-seq-len", str(MAX_SEQ_LEN), "--quiet", "-o", out]
-    result = subprocess.run([BIN / "harden-import", *map(str, args)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    loaded = load_module(out)
-    return out, IreeEngine(compile_module(loaded, None).module, loaded.seq_len, loaded.max_seq_len, "model")
+    loaded = load_module(smollm2_import)
+    return smollm2_import, IreeEngine(compile_module(loaded, None).module, loaded.seq_len, loaded.max_seq_len, "model")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""The chip configuration a hardened, scheduled module is built from: ROM images, memory map, projection."""
