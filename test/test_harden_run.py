@@ -95,6 +95,26 @@ def test_reference_can_be_another_module_with_prompt_ids(workdir):
     assert data["model"]["prompt"] == [1, 5, 7, 9]
 
 
+def test_reference_none_is_a_speed_only_run_that_says_so(workdir):
+    """Without a reference (an 8B model's PyTorch twin does not fit memory) harden-run times
+    and generates with the module alone; the module without provenance needs nothing else."""
+    module = parse_module((workdir / "tiny.mlir").read_text(), "tiny.mlir", make_context())
+    del module.attributes["harden.provenance"]
+    (workdir / "bare.mlir").write_text(module.get_asm())
+    result = harden_run(workdir, "bare.mlir", "--reference", "none", "--prompt-ids", "1,5,7", "--generate", "4", "--json", "none.json")
+    assert result.returncode == 0, result.stderr
+    assert "reference  none: a speed-only run, no accuracy numbers" in result.stdout
+    data = json.loads((workdir / "none.json").read_text())
+    assert data["reference"] == {"kind": "none"} and data["decode_tokens_per_s"] > 0
+    assert "kl" not in data and len(data["model"]["generation"]) == 4
+    # the same tokens as the torch-referenced run generates
+    full = harden_run(workdir, "tiny.mlir", "--prompt-ids", "1,5,7", "--generate", "4", "--json", "full.json")
+    assert full.returncode == 0, full.stderr
+    assert json.loads((workdir / "full.json").read_text())["model"]["generation"] == data["model"]["generation"]
+    line = one_error_line(harden_run(workdir, "tiny.mlir", "--reference", "none", "--min-top1", "0.9"), 2)
+    assert "--reference none is a speed-only run" in line
+
+
 def test_corrupt_cache_entry_is_recompiled(workdir):
     harden_run(workdir, "tiny.mlir", "--samples", "1")
     for entry in (workdir / "cache").glob("*.vmfb"):

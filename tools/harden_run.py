@@ -34,7 +34,8 @@ def make_parser() -> ArgumentParser:
         usage_exit_code=USAGE,
     )
     p.add_argument("model", help="module from harden-import or harden-opt (lowered or not)")
-    p.add_argument("--reference", default="torch", help="'torch' (rebuilt from the module's provenance) or FILE.mlir")
+    p.add_argument("--reference", default="torch", help="'torch' (rebuilt from the module's provenance), FILE.mlir, or 'none' "
+                   "(a speed-only run: the model alone, no accuracy numbers; for models whose PyTorch reference does not fit memory)")
     p.add_argument("--samples", type=int, default=4, help="sequences sampled from the reference (default 4)")
     p.add_argument("--seq-len", type=int, help="tokens per sampled sequence or --text window (default: the module's prefill length)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
@@ -282,11 +283,41 @@ def sensitivity(args, model) -> int:
     return 0
 
 
+def speed_only(args, model) -> int:
+    """--reference none: compile and time the model alone, and generate from the prompt."""
+    if args.text or args.atol is not None or args.min_top1 is not None or args.max_kl is not None:
+        raise CommandError("--reference none is a speed-only run: --text and the tolerances need a reference", USAGE)
+    tokenizer = module_tokenizer(args, model) if args.prompt is not None else None
+    cache = None if args.no_cache else CompileCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir())
+    engine, compiled = compile_engine(model, cache, "model")
+    prompt = prompt_tokens(args, tokenizer) or [BOS]
+    if len(prompt) >= model.max_seq_len:
+        raise CommandError(f"the prompt has {len(prompt)} tokens; the module's KV cache holds {model.max_seq_len}", USAGE)
+    steps = min(args.generate, model.max_seq_len - len(prompt))
+    eos = frozenset(tokenizer.eos_ids) if tokenizer is not None else frozenset()
+    speed = measure_speed(engine)
+    generation = greedy_generate(engine, prompt, steps, eos)
+    compiled_text = "compile cache hit" if compiled.cache_hit else f"compiled in {compiled.compile_seconds:.1f} s"
+    print(f"model      {model.path}  (IREE llvm-cpu, {compiled_text})")
+    print("reference  none: a speed-only run, no accuracy numbers (--reference torch or FILE.mlir compares)")
+    print()
+    print(f"{'prefill tokens/s':<22}{speed['prefill_tokens_per_s']:>14.1f}  ({model.seq_len} tokens per call)")
+    print(f"{'decode tokens/s':<22}{speed['decode_tokens_per_s']:>14.1f}  (median of 16 steps)")
+    print(f"greedy generation after {len(prompt)} prompt tokens ({generation.ms_per_token:.1f} ms/token):")
+    print(f"  {tokenizer.decode(generation.tokens)!r}" if tokenizer is not None else f"  {' '.join(map(str, generation.tokens))}")
+    if args.json_out:
+        result = {**speed, "reference": {"kind": "none"},
+                  "model": {"path": str(model.path), "compile_seconds": compiled.compile_seconds, "cache_hit": compiled.cache_hit,
+                            "prompt": prompt, "generation": generation.tokens, "ms_per_token": generation.ms_per_token}}
+        write_output(args.json_out, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def run(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
     progress.set_quiet(args.quiet)
     if args.json_out:
-        check_output_path(args.json_out, [args.model] + ([args.reference] if args.reference != "torch" else []))
+        check_output_path(args.json_out, [args.model] + ([args.reference] if args.reference not in ("torch", "none") else []))
     if args.generate < 1:
         raise CommandError("--generate must be at least 1", USAGE)
     model = load(args.model)
@@ -295,6 +326,8 @@ def run(argv: list[str]) -> int:
             raise CommandError("--sensitivity works on the PyTorch model of the provenance (--reference torch)", USAGE)
         return sensitivity(args, model)
     check_text_options(args)
+    if args.reference == "none":
+        return speed_only(args, model)
     tokenizer = module_tokenizer(args, model) if (args.prompt is not None or args.text) else None
     reference, ref_info = reference_engine(args, model)
     cache = None if args.no_cache else CompileCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir())
