@@ -73,16 +73,24 @@ class WeightError(Exception):
 
 
 class ParameterFile:
-    """The tensors of a safetensors file, memory-mapped and read on demand."""
+    """The tensors of a safetensors file, read one at a time on demand.
+
+    safetensors maps the whole file and copies a tensor out of the mapping; the pages it
+    touched stay resident while the mapping is open. Opening the file for each read (the
+    header is parsed again, a few microseconds) unmaps them at once, so reading an 8B
+    model's 32 GB tensor by tensor keeps only the tensors in use in memory."""
 
     def __init__(self, path: Path):
-        from safetensors import safe_open
-
         if not path.exists():
             raise WeightError(f"parameter file '{path}' not found")
         self.path = path
-        self._file = safe_open(str(path), framework="np")
-        self._names = set(self._file.keys())
+        with self._open() as f:
+            self._names = set(f.keys())
+
+    def _open(self):
+        from safetensors import safe_open
+
+        return safe_open(str(self.path), framework="np")
 
     def __contains__(self, name: str) -> bool:
         return name in self._names
@@ -90,7 +98,8 @@ class ParameterFile:
     def tensor(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise WeightError(f"tensor '{name}' is not in parameter file '{self.path}'")
-        return self._file.get_tensor(name)
+        with self._open() as f:
+            return f.get_tensor(name)
 
 
 def parameter_file_of(module: ir.Operation, source_dir: Path) -> ParameterFile | None:
@@ -177,6 +186,14 @@ class WeightStore:
                 return candidate
             n += 1
             candidate = f"{name}#{n}"
+
+    def forget_unused(self, module: ir.Operation) -> None:
+        """Drops new parameters no op of the module uses any more (a fused f32 q/k/v weight
+        once its ternary codes replaced it): at 8B they would hold gigabytes to the end."""
+        if self.new_params:
+            used = parameter_names(module)
+            for name in [n for n in self.new_params if n not in used]:
+                del self.new_params[name]
 
     def name_of(self, value: ir.Value) -> str | None:
         """The weight name a constant carries (`harden.name`, set by harden-import), if any."""

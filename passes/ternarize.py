@@ -188,19 +188,25 @@ def _harden_linear(op, name: str, precision: Precision, options: TernaryOptions,
     """Replaces a linear or fused_qkv by its quantized op in `precision`; its report row.
     `rounded` keeps each weight's rounding for the other functions (prefill, decode and
     the decode buckets read the same weights: GPTQ runs once per weight)."""
-    w = ctx.weights.value_of(op.operands[1])
-    out_features, in_features = w.shape
+    out_features, in_features = tensor_info(op.operands[1].type).shape
     if not precision.fits(in_features):
         raise ctx.fail(op, f"precision {precision} needs rows of a multiple of {precision.group_size} columns, '{name}' has {in_features}")
     key = (name, str(precision))
     if key not in rounded:
-        rounded[key] = shared[name][0] if name in shared else quantize_as(w, precision, options, hessian)
-    quantized = rounded[key]
+        w = ctx.weights.value_of(op.operands[1])
+        quantized = shared[name][0] if name in shared else quantize_as(w, precision, options, hessian)
+        row = _report_row(w, quantized, precision, options)
+        # Kept for the other functions packed: a ternary plane in one byte per weight would
+        # hold 8 GB at 8B parameters; its 2-bit packing holds 2.
+        if isinstance(quantized, TernaryWeight):
+            quantized = PackedTernary(pack_ternary_2bit(quantized.ternary), quantized.scales, quantized.group_size)
+        rounded[key] = (quantized, row)
+    quantized, row = rounded[key]
     with ir.InsertionPoint(op), op.location:
         result_type, bias = _result_type(op, out_features), _bias(op)
-        if isinstance(quantized, TernaryWeight):
+        if isinstance(quantized, PackedTernary):
             ternary = precision.ternary_options(options)
-            codes = ctx.weights.literal(pack_ternary_2bit(quantized.ternary), "si8", f"{name}.codes")
+            codes = ctx.weights.literal(quantized.packed, "si8", f"{name}.codes")
             scales = ctx.weights.literal(quantized.scales, "f32", f"{name}.scales")
             linear = build_ternary_linear(
                 op.operands[0], codes, scales, in_features=in_features, out_features=out_features,
@@ -219,7 +225,16 @@ def _harden_linear(op, name: str, precision: Precision, options: TernaryOptions,
             linear = build_int_linear(op.operands[0], codes, scales, bits=quantized.bits, group_size=quantized.group_size,
                                       result_type=result_type, mins=mins, bias=bias)
     _replace_linear(op, linear)
-    return _report_row(w, quantized, precision, options)
+    return row
+
+
+@dataclass(frozen=True)
+class PackedTernary:
+    """A ternary rounding as the op stores it: 2-bit codes (ternary_pack.py) and scales."""
+
+    packed: np.ndarray
+    scales: np.ndarray
+    group_size: int
 
 
 def _int_constants(q: IntWeight, name: str, ctx: PassContext):

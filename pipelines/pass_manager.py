@@ -43,6 +43,7 @@ def _callback(p: Pass, pass_ctx: PassContext, show_stage: bool):
         try:
             with op.context, ir.Location.unknown(), progress.stage(p.name) if show_stage else nullcontext():
                 p.run(op, pass_ctx)
+                pass_ctx.weights.forget_unused(op)
         except PassFailure:
             external_pass.signal_pass_failure()
         except WeightError as e:
