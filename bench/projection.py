@@ -4,9 +4,10 @@
 
 For each shape: `harden-import` (SmolLM2-135M with its real weights, the others with
 seeded random weights of the published shape; a 2048-position cache, 128-token prefill,
-no decode buckets), `harden-opt --harden-pipeline="policy=none schedule=false
-lower=false"` (every linear ternary, absmean: the only plan that needs no PyTorch run,
-which an 8B model's would not fit), `harden-stream-schedule` on each machine, and
+no decode buckets), `harden-opt --harden-pipeline="policy=none keep=output keep-as=int8
+schedule=false lower=false"` (every linear ternary with absmean scales, the classifier in
+int8: a plan that needs no PyTorch run, which an 8B model's would not fit in memory),
+`harden-stream-schedule` on each machine, and
 `harden-export`. The `hardwired` preset has 256 MiB of SRAM; a shape whose KV cache and
 activations do not fit is scheduled on the same machine with the SRAM doubled until it
 fits (written to OUT/machines/, named in the table). Every tool runs under `/usr/bin/time -v`: its peak
@@ -39,6 +40,7 @@ PUBLIC = {
     "groq_lpu_tokens_per_s": (500, "Groq LPU, as quoted for Llama-3.1-8B"),
     "h200_measured_tokens_per_s": (100, "an H200-class GPU reading 16 GB of fp16 weights per token, as quoted"),
 }
+PLAN = "policy=none keep=output keep-as=int8 schedule=false lower=false"
 HBM_BYTES_PER_S = {"H100 SXM": 3.35e12, "H200": 4.8e12}  # NVIDIA's datasheets
 
 
@@ -92,18 +94,22 @@ def harden(shape: str, out: Path, reuse: bool) -> dict:
         steps["import"] = timed([str(BIN / "harden-import"), *source, "--seq-len", "128", "--max-seq-len", "2048",
                                  "--decode-buckets", "none", "--external-weights", "--quiet", "-o", str(model)], out / "import.log")
     if not (reuse and ternary.exists()):
-        steps["ternarize"] = timed([str(BIN / "harden-opt"), "--harden-pipeline=policy=none schedule=false lower=false",
+        steps["ternarize"] = timed([str(BIN / "harden-opt"), f"--harden-pipeline={PLAN}",
                                     str(model), "-o", str(ternary), "--quiet"], out / "ternarize.log")
     for machine in MACHINES:
         scheduled, directory = out / f"{machine}.mlir", out / f"chip-{machine}"
         if not (reuse and scheduled.exists()):
-            specs[machine], steps[f"schedule_{machine}"] = schedule(machine, ternary, scheduled, out)
+            try:
+                specs[machine], steps[f"schedule_{machine}"] = schedule(machine, ternary, scheduled, out)
+            except SystemExit as e:  # e.g. a layer's weights larger than one chip's SRAM: say so in the table
+                chips[machine] = {"error": next((line.split("error: ", 1)[1] for line in str(e).splitlines() if "error: " in line), str(e))}
+                continue
         if not (reuse and (directory / "chip.json").exists()):
             steps[f"export_{machine}"] = timed([str(BIN / "harden-export"), str(scheduled), "-o", str(directory), "--quiet"],
                                                out / f"export-{machine}.log")
         chips[machine] = json.loads((directory / "chip.json").read_text())
     disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"steps": steps, "disk_gb": round(disk / 1e9, 2), "chips": {m: _row(c) for m, c in chips.items()}}
+    return {"steps": steps, "disk_gb": round(disk / 1e9, 2), "chips": {m: c if "error" in c else _row(c) for m, c in chips.items()}}
 
 
 def _row(chip: dict) -> dict:
@@ -136,6 +142,9 @@ def table(results: dict) -> str:
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for shape, result in results["shapes"].items():
         for machine, r in result["chips"].items():
+            if "error" in r:
+                lines.append(f"| {shape} | {machine} | cannot be placed: {r['error']} | | | | | | | |")
+                continue
             lines.append(
                 f"| {shape} | {r['machine']} | {r['makespan_cycles']:,} / {r['makespan_over_lower_bound']:.3f} | {r['tokens_per_s']:,.0f} | "
                 f"{r['pipelined_tokens_per_s']:,.0f} | {r['chips']} | {r['sram_peak_bytes'] / 2**20:,.1f} | {r['weight_bytes'] / 1e6:,.0f} | "
