@@ -1,5 +1,7 @@
 """harden-opt on bad input: one error line, exit code 1, no traceback, no output file."""
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +94,14 @@ def test_a_closed_stdout_pipe_stops_quietly():
         code = p.wait()
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert code == 141
+
+
+def test_output_to_a_device_writes_through_it_and_never_replaces_it(tmp_path):
+    """`-o /dev/null` (a character device) is written to, not renamed over."""
+    source = tmp_path / "m.mlir"
+    source.write_text("func.func @f(%a: tensor<2xf32>) -> tensor<2xf32> {\n  return %a : tensor<2xf32>\n}\n")
+    before = os.stat("/dev/null")
+    result = run([str(source), "-o", "/dev/null"])
+    assert result.returncode == 0, result.stderr
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino

@@ -126,7 +126,7 @@ def place_parameters(module, weights: WeightStore, output: str):
     """Points the module at its parameter file as seen from the output; returns what
     must be written (new parameters) once every chunk has succeeded."""
     if weights.new_params:
-        if output == "-":
+        if output == "-" or (Path(output).exists() and not Path(output).is_file()):
             raise CommandError("the passes created new parameters for a module with a parameter file; give -o FILE to write them beside it")
         target = parameter_path_for(Path(output))
         if weights.params is not None and target.resolve() == weights.params.path.resolve():
