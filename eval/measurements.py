@@ -21,6 +21,8 @@ Problems (no provenance, a moved checkpoint, a calibration text that cannot be r
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
 import torch
@@ -34,7 +36,7 @@ from harden.eval.calibration import Calibration, calibrate
 from harden.eval.evaluate import BOS, sample_sequences, sample_tokens, split_bos, text_windows
 from harden.eval.sensitivity import SensitivityModel
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance, reference_model_from_provenance, tokenizer_from_provenance
-from harden.frontend.weights import FrontendError
+from harden.frontend.weights import FrontendError, reference_weight_shapes
 from harden.passes.ternary_policy import MeasurementError
 from harden.quant.options import TernaryOptions
 
@@ -59,6 +61,7 @@ class ModelMeasurements:
     def _model(self, provenance: Provenance):
         key = repr(provenance)
         if key not in self._models:
+            _check_fits_memory(provenance)
             try:
                 self._models[key] = reference_model_from_provenance(provenance)
             except FrontendError as e:
@@ -127,3 +130,26 @@ class ModelMeasurements:
             write_atomically(self.cache_dir / kind / f"{key}.json", json.dumps(value, sort_keys=True))
         except OSError:
             pass  # a cache that cannot be written only costs time
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable of /proc/meminfo (what can be allocated without swapping), else all memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_fits_memory(provenance: Provenance) -> None:
+    """Refuses, before loading it, a PyTorch model whose f32 weights exceed the memory free
+    now (an 8B model's 32 GB on a 24 GiB machine): the alternative is the kernel's OOM kill."""
+    needed = 4 * sum(math.prod(shape) for shape in reference_weight_shapes(provenance.config).values())
+    available = available_memory_bytes()
+    if needed > available:
+        raise MeasurementError(
+            f"the PyTorch model of '{provenance.source}' needs {needed / 2**30:.1f} GiB of f32 weights, more than the "
+            f"{available / 2**30:.1f} GiB of memory available; policy=none quantizes without measuring it"
+        )

@@ -216,3 +216,16 @@ def test_auto_policy_with_int8_keeps_meets_its_budget_on_iree(work):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((work / "policy8_run.json").read_text())["kl"] <= budget * 1.001
+
+
+def test_a_reference_model_larger_than_memory_is_refused_before_it_loads(monkeypatch):
+    """policy=auto measures the PyTorch model; one that cannot fit (an 8B's 32 GB of f32 on a
+    24 GiB machine) is a clear error naming policy=none, not the kernel's OOM kill."""
+    from harden.eval import measurements
+    from harden.frontend.importer import import_model
+    from harden.passes.ternary_policy import MeasurementError
+
+    module = import_model(open_model("stories260k"), seq_len=8, max_seq_len=32, external_weights=False).module
+    monkeypatch.setattr(measurements, "available_memory_bytes", lambda: 1000)
+    with pytest.raises(MeasurementError, match=r"needs 0\.0 GiB of f32 weights, more than the 0\.0 GiB of memory available; policy=none"):
+        measurements.ModelMeasurements()._model(measurements.load_provenance(module.operation))
