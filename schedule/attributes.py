@@ -190,8 +190,21 @@ def read_summary(func) -> dict:
     return _python(func.attributes[SUMMARY_ATTR])
 
 
+def _attribute(attrs, name: str):
+    """`attrs[name]` as Python values (see `_python`); reading it may fail already."""
+    try:
+        return _python(attrs[name])
+    except TypeError:  # the bindings cannot downcast this attribute kind (an array of si8)
+        return "<unreadable>"
+
+
 def _python(attr):
-    attr = attr.maybe_downcast() if hasattr(attr, "maybe_downcast") else attr
+    """An attribute as Python values; kinds a schedule never holds (an array of si8, which
+    the bindings cannot even downcast) become their text, which the readers then refuse."""
+    try:
+        attr = attr.maybe_downcast() if hasattr(attr, "maybe_downcast") else attr
+    except TypeError:
+        return str(attr)
     if isinstance(attr, ir.DictAttr):
         return {named.name: _python(named.attr) for named in attr}
     if isinstance(attr, ir.ArrayAttr):
@@ -219,7 +232,7 @@ def read_solution(binding: Binding, problem: Problem) -> tuple[Solution, list[Re
         if op.transfer is not None:
             key = (id(ir_op.operation), op.transfer[1], op.transfer[2])
             if key not in transfer_entries:
-                entries = _python(ir_op.operation.attributes[TRANSFERS_ATTR]) if TRANSFERS_ATTR in ir_op.operation.attributes else []
+                entries = _attribute(ir_op.operation.attributes, TRANSFERS_ATTR) if TRANSFERS_ATTR in ir_op.operation.attributes else []
                 for entry in entries if isinstance(entries, list) else []:
                     if isinstance(entry, dict):
                         transfer_entries[(id(ir_op.operation), entry.get("result"), entry.get("chip"))] = entry
@@ -227,7 +240,7 @@ def read_solution(binding: Binding, problem: Problem) -> tuple[Solution, list[Re
             where = f"its transfer of result {op.transfer[1]} to chip {op.transfer[2]} in '{TRANSFERS_ATTR}'"
         else:
             attrs = ir_op.operation.attributes
-            fields = {name.removeprefix("harden."): _python(attrs[name]) for name in OP_ATTRS if name in attrs}
+            fields = {name.removeprefix("harden."): _attribute(attrs, name) for name in OP_ATTRS if name in attrs}
             where = None
         tile_starts, tile_units, issue = _read_op(problem, index, fields, where)
         if issue:
@@ -275,8 +288,10 @@ def recorded_end(binding: Binding, problem: Problem, index: int) -> int | None:
     op = problem.operations[index]
     attrs = binding.ir_ops[index].operation.attributes
     if op.transfer is None:
-        return ir.IntegerAttr(attrs[END_ATTR]).value if END_ATTR in attrs else None
-    for entry in _python(attrs[TRANSFERS_ATTR]) if TRANSFERS_ATTR in attrs else []:
+        end = _attribute(attrs, END_ATTR) if END_ATTR in attrs else None
+        return end if isinstance(end, int) and not isinstance(end, bool) else None
+    entries = _attribute(attrs, TRANSFERS_ATTR) if TRANSFERS_ATTR in attrs else []
+    for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and (entry.get("result"), entry.get("chip")) == op.transfer[1:]:
             return entry.get("end")
     return None

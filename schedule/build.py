@@ -627,8 +627,12 @@ def _int_attr(op, name: str) -> int | None:
     attrs = op.operation.attributes
     if name not in attrs:
         return None
-    attr = attrs[name]
-    if not isinstance(attr.maybe_downcast(), ir.IntegerAttr):
+    try:
+        attr = attrs[name]
+        is_integer = isinstance(attr.maybe_downcast(), ir.IntegerAttr)
+    except TypeError:  # an attribute kind the bindings cannot downcast (an array of si8)
+        is_integer = False
+    if not is_integer:
         raise ScheduleError(op, f"attribute '{name}' must be an integer")
     return ir.IntegerAttr(attr).value
 

@@ -1,6 +1,7 @@
 """harden-opt on bad input: one error line, exit code 1, no traceback, no output file."""
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -105,3 +106,21 @@ def test_output_to_a_device_writes_through_it_and_never_replaces_it(tmp_path):
     assert result.returncode == 0, result.stderr
     after = os.stat("/dev/null")
     assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+
+
+def test_a_failed_run_shows_three_diagnostic_lines_unless_all_are_asked_for(tmp_path):
+    """A schedule moved to cycle 0 breaks many dependences: the verifier reports each, and
+    harden-opt shows the first two and a count (mlir-opt's full list with --all-diagnostics)."""
+    imported, scheduled = tmp_path / "m.mlir", tmp_path / "s.mlir"
+    assert subprocess.run([str(Path(sys.executable).parent / "harden-import"), "--random-init", "tiny", "--seq-len", "8",
+                           "--max-seq-len", "32", "--quiet", "-o", str(imported)]).returncode == 0
+    assert run(["--harden-pipeline=policy=none machine=hardwired lower=false", str(imported), "-o", str(scheduled)]).returncode == 0
+    broken = tmp_path / "broken.mlir"
+    broken.write_text(re.sub(r"harden\.start = \d+", "harden.start = 0", scheduled.read_text()))
+    result = run(["--pass-pipeline=builtin.module(harden-verify-schedule)", str(broken)])
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and len(lines) == 3, result.stderr
+    assert re.fullmatch(r"harden-opt: note: \d+ more diagnostics not shown \(--all-diagnostics prints every one\)", lines[2])
+    everything = run(["--pass-pipeline=builtin.module(harden-verify-schedule)", "--all-diagnostics", str(broken)])
+    assert everything.returncode == 1
+    assert len(everything.stderr.splitlines()) == 2 + int(lines[2].split()[2])

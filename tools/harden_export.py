@@ -49,9 +49,11 @@ def _load(path: str):
     context = make_context()
     try:
         module = parse_module(text, name, context)
+        module.verify()  # the harden ops' own checks (operand shapes, attributes) before reading them
     except ir.MLIRError as e:
         first = e.error_diagnostics[0] if e.error_diagnostics else None
-        raise CommandError(f"'{path}' is not valid MLIR: {first.message if first else e}") from None
+        where = f"{first.location}: " if first is not None and "loc(" in str(first.location) else ""
+        raise CommandError(f"'{path}' is not a valid module: {where}{first.message if first else e}") from None
     try:
         store = WeightStore(resource_blobs(text), parameter_file_of(module, Path(path).parent))
     except WeightError as e:

@@ -26,6 +26,9 @@ from harden.pipelines.registry import PIPELINES
 from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
 
 TOOL = "harden-opt"
+# A failed run shows this many diagnostic lines at most (the last one counts the rest), so a
+# broken input is a few lines, not a page; --all-diagnostics shows every one.
+DIAGNOSTICS_SHOWN = 3
 
 
 def pass_catalogue() -> str:
@@ -82,6 +85,7 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--schedule-gantt", metavar="FILE", help="Gantt chart (PNG) of the static schedule (sets gantt= of harden-stream-schedule)")
     parser.add_argument("--list-passes", action="store_true", help="list the registered passes and pipelines and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress display on stderr")
+    parser.add_argument("--all-diagnostics", action="store_true", help=f"print every diagnostic of a failed run (default: the first {DIAGNOSTICS_SHOWN - 1} and a count of the rest)")
     return parser
 
 
@@ -183,7 +187,7 @@ def process_chunk(chunk, source_name, steps, args, context, instrumentation, mea
             print(p.format(TOOL), file=sys.stderr)
         result.ok = not problems
     else:
-        sink.print(TOOL)
+        sink.print(TOOL, limit=None if args.all_diagnostics else DIAGNOSTICS_SHOWN)
         result.ok = not sink.has_errors
     return result
 
