@@ -1,6 +1,11 @@
 """Atomic writes: the target appears whole or not at all, and no temporary file stays behind."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,4 +48,19 @@ def test_streamed_safetensors_read_back_with_the_library(tmp_path):
 def test_a_tensor_that_breaks_its_declaration_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match="tensor 'w' is float64"):
         write_safetensors(tmp_path / "p.safetensors", [("w", np.dtype(np.float32), (2,))], lambda _: np.zeros(2))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_an_interrupted_import_leaves_nothing_and_says_so(tmp_path, signum, code, word):
+    """SIGINT or SIGTERM while harden-import works (exporting, or writing its 440 MB of
+    parameters): one line, exit 128 + signal, no output, no parameter file, no temporary."""
+    tool = Path(sys.executable).parent / "harden-import"
+    process = subprocess.Popen([str(tool), "--random-init", "llama-100m", "--quiet", "-o", str(tmp_path / "m.mlir")],
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert err == f"harden-import: {word}\n"
     assert list(tmp_path.iterdir()) == []

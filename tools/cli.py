@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from harden.core.files import write_atomically
@@ -29,8 +31,19 @@ class ArgumentParser(argparse.ArgumentParser):
         raise CommandError(message, self.usage_exit_code)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so every atomic write removes its temporary file."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def run_command(tool: str, body) -> int:
-    """Runs `body()`; a CommandError becomes one line on stderr and its exit code."""
+    """Runs `body()`; a CommandError becomes one line on stderr and its exit code. SIGINT and
+    SIGTERM stop the work with one line and exit 130 or 143 (128 + the signal), after the
+    atomic writes in progress have removed their temporary files."""
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         return body() or 0
     except CommandError as e:
@@ -39,11 +52,17 @@ def run_command(tool: str, body) -> int:
     except KeyboardInterrupt:
         print(f"{tool}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{tool}: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         # The reader of stdout went away (`harden-opt m.mlir | head`): stop quietly, as
         # mlir-opt does on SIGPIPE; stdout goes to /dev/null so the exit flush cannot fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def check_output_path(output: str | None, inputs: list[str]) -> None:
