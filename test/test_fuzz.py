@@ -47,6 +47,13 @@ TOOLS = {"harden-opt": harden_opt.main, "harden-import": harden_import.main, "ha
          "harden-run": harden_run.main}
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """Relative paths a random option names (`report=true`) land in the test's directory:
+    run from the repository, they were written into it."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run_tool(tool: str, argv: list) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of a tool's main; an exception escaping it propagates."""
     out, err = io.StringIO(), io.StringIO()
