@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harden.chip.memory_map import ALIGNMENT, memory_map
-from harden.chip.projection import area_mm2, energy_per_token, resources
+from harden.chip.projection import area_mm2, energy_per_token, op_models, resources
 from harden.chip.rom import MatrixImage, RomError, blob, file_name, matrix_image
 from harden.core.graph import body_ops, functions
 from harden.core.weights import WeightStore
@@ -103,9 +103,8 @@ def _op_slot(scheduled: ScheduledFunction, index: int) -> dict:
     pool = scheduled.problem.pools[op.pool] if op.pool is not None else None
     first = min(range(op.tiles), key=lambda t: (solution.starts[index][t], t))
     start, end = solution.op_start(index), solution.op_end(scheduled.problem, index)
-    slot = {"unit": pool.units[solution.units[index][first]] if pool else None, "start": start, "end": end,
+    return {"unit": pool.units[solution.units[index][first]] if pool else None, "start": start, "end": end,
             "cycles": end - start, "tiles": op.tiles}
-    return slot
 
 
 def _add_image(files: dict[str, bytes], image: MatrixImage, folder: str, stored: dict[str, str]) -> dict[str, str]:
@@ -205,12 +204,17 @@ def _constants(chip_fn: ScheduledFunction, store: WeightStore, weight_values: se
     return entries
 
 
+def _stored_bytes(entry: dict) -> int:
+    """A layer's bytes on the chip: its codes, scales, mins and bias."""
+    return entry["rom_bytes"] + sum(entry[k]["bytes"] for k in ("scales", "mins", "bias") if k in entry)
+
+
 def _rom_bits_read(layers: list[dict]) -> int:
     """Weight bits one decode step reads: every bit of a matrix (codes, scales, mins, bias),
     one row of a gathered table (the token's embedding)."""
     bits = 0
     for entry in layers:
-        size = entry["rom_bytes"] + sum(entry[k]["bytes"] for k in ("scales", "mins", "bias") if k in entry)
+        size = _stored_bytes(entry)
         bits += 8 * (size // entry["shape"][0] if entry["op"].endswith("embedding") else size)
     return bits
 
@@ -227,8 +231,7 @@ def _sram_weights(chip_fn: ScheduledFunction, layers: list[dict]) -> list[list[t
         if key in seen:
             continue
         seen.add(key)
-        size = entry["rom_bytes"] + sum(entry[k]["bytes"] for k in ("scales", "mins", "bias") if k in entry)
-        per_chip[entry["chip"]].append((entry["name"], size))
+        per_chip[entry["chip"]].append((entry["name"], _stored_bytes(entry)))
     return per_chip
 
 
@@ -253,12 +256,13 @@ def build_export(module, source: str, store: WeightStore, source_sha256: str) ->
     if not layers:
         raise ExportError(f"'{source}' has no weight matrices in @{chip_fn.name}")
     constants = _constants(chip_fn, store, weight_values, files, stored)
-    rom_bits = 8 * sum(len(files[name]) for name in sorted(set(files)))
+    rom_bits = 8 * sum(map(len, files.values()))
     summary = chip_fn.summary
-    used = resources(chip_fn.problem, chip_fn.binding.ir_ops)
+    models = op_models(chip_fn.problem, chip_fn.binding.ir_ops)
+    used = resources(chip_fn.problem, models)
     used["rom_bytes"] = rom_bits // 8
     area, area_parts = area_mm2(machine, used, rom_bits if not machine.weights_in_sram else 0)
-    energy = energy_per_token(chip_fn.problem, chip_fn.binding.ir_ops, summary.seconds, summary.pipelined_tokens_per_s,
+    energy = energy_per_token(chip_fn.problem, models, summary.seconds, summary.pipelined_tokens_per_s,
                               _rom_bits_read(layers))
     # Every function runs on the same chip, whose SRAM holds the same weights.
     maps = {s.name: memory_map(s.problem, s.solution, _sram_weights(s, layers)) for s in scheduled}

@@ -37,7 +37,9 @@ def _work_kind(op_name: str, operator_class: str) -> str:
     return "float_mac"
 
 
-def _models(problem: Problem, ir_ops: list) -> list[OpModel | None]:
+def op_models(problem: Problem, ir_ops: list) -> list[OpModel | None]:
+    """The cost-model view of each scheduled op (None for transfers and free ops): what
+    `resources` and `energy_per_token` count."""
     models = []
     for op, ir_op in zip(problem.operations, ir_ops):
         model = model_op(ir_op) if op.transfer is None and op.operator_class is not None else None
@@ -45,7 +47,7 @@ def _models(problem: Problem, ir_ops: list) -> list[OpModel | None]:
     return models
 
 
-def resources(problem: Problem, ir_ops: list) -> dict:
+def resources(problem: Problem, models: list[OpModel | None]) -> dict:
     """Unit instances per kind and the arithmetic they hold (see the module docstring)."""
     machine = problem.machine
     kinds = {unit.name: unit for unit in machine.units}
@@ -58,7 +60,6 @@ def resources(problem: Problem, ir_ops: list) -> dict:
             if getattr(unit, key):
                 entry[key] = getattr(unit, key)
     totals = {"adders": 0, "int_macs": 0, "float_macs": 0}
-    models = _models(problem, ir_ops)
     for op, model in zip(problem.operations, models):
         unit = kinds[problem.pools[op.pool].kind] if op.pool is not None else None
         if unit is None or unit.placement != "per_weight" or model is None:
@@ -104,7 +105,7 @@ def area_mm2(machine: MachineModel, used: dict, rom_bits: int) -> tuple[float, d
     return sum(parts.values()), parts
 
 
-def energy_per_token(problem: Problem, ir_ops: list, seconds: float, pipelined_tokens_per_s: float | None,
+def energy_per_token(problem: Problem, models: list[OpModel | None], seconds: float, pipelined_tokens_per_s: float | None,
                      rom_bits_per_token: int) -> dict:
     """Joules per token: dynamic parts, static, and the totals (see the module docstring).
     `rom_bits_per_token`: the weight bits a token reads from ROM (weights built into the chip)."""
@@ -113,7 +114,7 @@ def energy_per_token(problem: Problem, ir_ops: list, seconds: float, pipelined_t
     tokens = problem.tokens or 1
     kinds = {unit.name: unit for unit in machine.units}
     pj = {"compute": 0.0, "sram": 0.0, "rom": 0.0, "links": 0.0}
-    for op, model in zip(problem.operations, _models(problem, ir_ops)):
+    for op, model in zip(problem.operations, models):
         if op.transfer is not None:
             pj["links"] += op.streamed_bytes * costs.link_pj_per_byte
             continue

@@ -141,6 +141,17 @@ def _optional_operand(op, segment: int):
     return op.operands[sum(sizes[:segment])]
 
 
+def _quantized_extras(op, store: WeightStore, op_label: str, mins_segment: int | None, bias_segment: int | None) -> dict[str, Blob]:
+    """A quantized op's scales (its third operand) and its optional mins and bias, found by
+    their operand segments."""
+    extras = {"scales": blob(_value(store, op.operands[2], "scales", op_label))}
+    for kind, segment in (("mins", mins_segment), ("bias", bias_segment)):
+        value = _optional_operand(op, segment) if segment is not None else None
+        if value is not None:
+            extras[kind] = blob(_value(store, value, kind, op_label))
+    return extras
+
+
 def matrix_image(op, store: WeightStore, float_weight_bytes: int | None, op_label: str, weight_name: str) -> MatrixImage | None:
     """The image of a weight-reading op, or None for an op without a constant weight."""
     name = op.operation.name
@@ -156,30 +167,18 @@ def matrix_image(op, store: WeightStore, float_weight_bytes: int | None, op_labe
 
     if name == "harden.ternary_linear":
         codes = _value(store, op.operands[1], "packed weight", op_label)
-        extras = {"scales": blob(_value(store, op.operands[2], "scales", op_label))}
-        bias = _optional_operand(op, 3)
-        if bias is not None:
-            extras["bias"] = blob(_value(store, bias, "bias", op_label))
+        extras = _quantized_extras(op, store, op_label, mins_segment=None, bias_segment=3)
         shape = (integer("out_features"), integer("in_features"))
         return MatrixImage(weight_name, precision, shape, 2, "ternary-2bit", blob(codes.view(np.int8)), extras)
     if name in ("harden.int_linear", "harden.int_embedding"):
         codes = _value(store, op.operands[1], "codes", op_label)
         bits = integer("bits")
-        mins = _optional_operand(op, 3)
-        extras = {"scales": blob(_value(store, op.operands[2], "scales", op_label))}
-        if mins is not None:
-            extras["mins"] = blob(_value(store, mins, "mins", op_label))
-        bias = _optional_operand(op, 4) if name == "harden.int_linear" else None
-        if bias is not None:
-            extras["bias"] = blob(_value(store, bias, "bias", op_label))
-        packing = "int-bits-unsigned" if mins is not None else "int-bits-signed"
+        extras = _quantized_extras(op, store, op_label, mins_segment=3, bias_segment=4 if name == "harden.int_linear" else None)
+        packing = "int-bits-unsigned" if "mins" in extras else "int-bits-signed"
         return MatrixImage(weight_name, precision, tuple(codes.shape), bits, packing, blob(pack_bits(codes, bits)), extras)
     if name == "harden.int8_linear":
         codes = _value(store, op.operands[1], "codes", op_label)
-        extras = {"scales": blob(_value(store, op.operands[2], "scales", op_label))}
-        bias = _optional_operand(op, 3)
-        if bias is not None:
-            extras["bias"] = blob(_value(store, bias, "bias", op_label))
+        extras = _quantized_extras(op, store, op_label, mins_segment=None, bias_segment=3)
         return MatrixImage(weight_name, "int8", tuple(codes.shape), 8, "int8", blob(codes.view(np.int8)), extras)
     # Float weights: fused_qkv's weight, a linear's right side, an embedding's table.
     weight = op.operands[0] if name == "torch.aten.embedding" else op.operands[1]
