@@ -48,7 +48,14 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
 
 
 def write_atomically(path: str | Path, data: str | bytes) -> None:
-    """Writes `data` to `path` through `atomic_path`."""
+    """Writes `data` to `path` through `atomic_path`; a device or pipe that is already there
+    (`/dev/null`, `/dev/stdout`) is written through instead: renaming a file into its place
+    would replace the device node itself."""
+    target = Path(path)
+    if target.exists() and not target.is_file() and not target.is_dir():
+        with open(target, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        return
     with atomic_path(path) as tmp:
         if isinstance(data, bytes):
             tmp.write_bytes(data)

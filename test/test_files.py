@@ -37,6 +37,23 @@ def test_an_atomic_write_replaces_the_target_with_the_usual_mode(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
+def test_a_write_to_a_pipe_goes_through_it_and_leaves_the_pipe(tmp_path):
+    """Reports and outputs named /dev/null or a FIFO are written to, never renamed over."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    write_atomically(fifo, "report\n")
+    reader.join(timeout=10)
+    assert received == ["report\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
 def test_streamed_safetensors_read_back_with_the_library(tmp_path):
     tensors = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "codes": np.array([[-1, 2]], np.int8), "n": np.arange(3, dtype=np.int64)}
     entries = [(name, t.dtype, t.shape) for name, t in tensors.items()]

@@ -90,12 +90,6 @@ def write_output(path: str, data: str | bytes) -> None:
     target = Path(path)
     if not target.parent.exists():
         raise CommandError(f"cannot write '{path}': directory '{target.parent}' does not exist")
-    if target.exists() and not target.is_file():
-        # A device or pipe (`-o /dev/null`): written to as it is. A rename into place would
-        # replace the device node itself with a regular file.
-        if target.is_dir():
-            raise CommandError(f"cannot write '{path}': is a directory")
-        with open(target, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-        return
+    if target.is_dir():
+        raise CommandError(f"cannot write '{path}': is a directory")
     write_atomically(target, data)
