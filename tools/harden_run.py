@@ -81,6 +81,16 @@ def load(path: str):
         raise CommandError(str(e), USAGE) from None
 
 
+def compile_cache(args) -> CompileCache | None:
+    """The compile cache of --cache-dir (or the default), or None with --no-cache."""
+    return None if args.no_cache else CompileCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir())
+
+
+def check_prompt_fits(prompt: list[int], model) -> None:
+    if len(prompt) >= model.max_seq_len:
+        raise CommandError(f"the prompt has {len(prompt)} tokens; the module's KV cache holds {model.max_seq_len}", USAGE)
+
+
 def compile_engine(loaded, cache, label):
     try:
         compiled = compile_module(loaded, cache)
@@ -112,7 +122,7 @@ def reference_engine(args, model):
                 f"{other.signature[name][0]} vs {model.signature[name][0]}",
                 USAGE,
             )
-    cache = None if args.no_cache else CompileCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir())
+    cache = compile_cache(args)
     engine, compiled = compile_engine(other, cache, "reference")
     return engine, {"kind": "mlir", "source": str(other.path), "cache_hit": compiled.cache_hit}
 
@@ -169,8 +179,7 @@ def evaluation_inputs(args, reference, model, tokenizer, prompt):
         sequences = text_sequences(args, tokenizer, model.seq_len, model.max_seq_len)
         return sequences, f"'{args.text}': {len(sequences)} window(s) of {len(sequences[0])} tokens"
     if prompt is not None:
-        if len(prompt) >= model.max_seq_len:
-            raise CommandError(f"the prompt has {len(prompt)} tokens; the module's KV cache holds {model.max_seq_len}", USAGE)
+        check_prompt_fits(prompt, model)
         return [prompt], f"prompt of {len(prompt)} tokens"
     length = args.seq_len or model.seq_len
     if not 1 <= length <= model.seq_len:
@@ -288,11 +297,10 @@ def speed_only(args, model) -> int:
     if args.text or args.atol is not None or args.min_top1 is not None or args.max_kl is not None:
         raise CommandError("--reference none is a speed-only run: --text and the tolerances need a reference", USAGE)
     tokenizer = module_tokenizer(args, model) if args.prompt is not None else None
-    cache = None if args.no_cache else CompileCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir())
+    cache = compile_cache(args)
     engine, compiled = compile_engine(model, cache, "model")
     prompt = prompt_tokens(args, tokenizer) or [BOS]
-    if len(prompt) >= model.max_seq_len:
-        raise CommandError(f"the prompt has {len(prompt)} tokens; the module's KV cache holds {model.max_seq_len}", USAGE)
+    check_prompt_fits(prompt, model)
     steps = min(args.generate, model.max_seq_len - len(prompt))
     eos = frozenset(tokenizer.eos_ids) if tokenizer is not None else frozenset()
     speed = measure_speed(engine)
@@ -330,7 +338,7 @@ def run(argv: list[str]) -> int:
         return speed_only(args, model)
     tokenizer = module_tokenizer(args, model) if (args.prompt is not None or args.text) else None
     reference, ref_info = reference_engine(args, model)
-    cache = None if args.no_cache else CompileCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir())
+    cache = compile_cache(args)
     engine, compiled = compile_engine(model, cache, "model")
 
     prompt = prompt_tokens(args, tokenizer)
