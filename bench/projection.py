@@ -10,8 +10,10 @@ int8: a plan that needs no PyTorch run, which an 8B model's would not fit in mem
 `harden-stream-schedule` on each machine, and
 `harden-export`. The `hardwired` preset has 256 MiB of SRAM; a shape whose KV cache and
 activations do not fit is scheduled on the same machine with the SRAM doubled until it
-fits (written to OUT/machines/, named in the table). Every tool runs under `/usr/bin/time -v`: its peak
-resident memory and wall time are recorded beside the projection. The table puts each
+fits (written to OUT/machines/, named in the table). Every tool runs as a child process:
+its peak resident memory (the kernel's accounting, the figure `/usr/bin/time -v` prints)
+and wall time are recorded beside the projection; `--reuse` keeps what an identical
+command wrote earlier. The table puts each
 projection beside the public figures in `PUBLIC` and the GPU bandwidth bound (bytes a
 token reads / HBM bandwidth). Results go to OUT/results.json; the README's projection
 table is this script's output.
@@ -21,11 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 from pathlib import Path
 
+from bench.artifacts import StageError, run_stage
 from bench.pareto import cpu_model
 from harden.schedule.machine import PRESETS_DIR
 
@@ -44,16 +45,11 @@ PLAN = "policy=none keep=output keep-as=int8 schedule=false lower=false"
 HBM_BYTES_PER_S = {"H100 SXM": 3.35e12, "H200": 4.8e12}  # NVIDIA's datasheets
 
 
-def timed(command: list[str], log: Path) -> dict:
-    """Runs a tool under /usr/bin/time -v; its wall seconds and peak resident GiB."""
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
-    log.write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
-    peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", result.stderr).group(1)
-    seconds = sum(float(part) * 60 ** i for i, part in enumerate(reversed(wall.split(":"))))
-    return {"seconds": round(seconds, 1), "peak_gib": round(peak / 2**20, 2)}
+def timed(command: list[str], output: Path, reuse: bool) -> dict | None:
+    """Runs a tool as a child (bench/artifacts.py); its wall seconds and peak resident GiB,
+    or None when `reuse` kept the output an identical command wrote earlier."""
+    stage = run_stage(command, output, reuse)
+    return None if stage.reused else {"seconds": round(stage.seconds, 1), "peak_gib": round(stage.peak_rss_gib, 2)}
 
 
 def machine_with_sram(machine: str, sram_bytes: int, out: Path) -> str:
@@ -68,47 +64,44 @@ def machine_with_sram(machine: str, sram_bytes: int, out: Path) -> str:
     return str(path.resolve())
 
 
-def schedule(machine: str, ternary: Path, target: Path, out: Path) -> tuple[str, dict]:
+def schedule(machine: str, ternary: Path, target: Path, out: Path, reuse: bool) -> dict | None:
     """Schedules on `machine`, doubling its SRAM (up to 8x) while the schedule overflows it."""
     spec, sram = machine, json.loads((PRESETS_DIR / f"{machine}.json").read_text())["sram_bytes"]
     for _ in range(4):
         command = [str(BIN / "harden-opt"), f"--pass-pipeline=builtin.module(harden-stream-schedule{{machine={spec}}},harden-verify-schedule)",
                    str(ternary), "-o", str(target), "--quiet"]
         try:
-            return spec, timed(command, out / f"schedule-{machine}.log")
-        except SystemExit as e:
+            return timed(command, target, reuse)
+        except StageError as e:
             if "SRAM overflow" not in str(e):
                 raise
         sram *= 2
         spec = machine_with_sram(machine, sram, out.parent)
-    raise SystemExit(f"{ternary}: does not fit {machine} with {sram >> 20} MiB of SRAM")
+    raise StageError(f"{ternary}: does not fit {machine} with {sram >> 20} MiB of SRAM")
 
 
 def harden(shape: str, out: Path, reuse: bool) -> dict:
     """Import, harden, schedule and export on both machines; what each step cost and the chips."""
     out.mkdir(parents=True, exist_ok=True)
-    steps, chips, specs = {}, {}, {}
+    steps, chips = {}, {}
     model, ternary = out / "model.mlir", out / "ternary.mlir"
     source = ["--model", shape] if shape == "smollm2-135m" else ["--random-init", shape]
-    if not (reuse and model.exists()):
-        steps["import"] = timed([str(BIN / "harden-import"), *source, "--seq-len", "128", "--max-seq-len", "2048",
-                                 "--decode-buckets", "none", "--external-weights", "--quiet", "-o", str(model)], out / "import.log")
-    if not (reuse and ternary.exists()):
-        steps["ternarize"] = timed([str(BIN / "harden-opt"), f"--harden-pipeline={PLAN}",
-                                    str(model), "-o", str(ternary), "--quiet"], out / "ternarize.log")
+    steps["import"] = timed([str(BIN / "harden-import"), *source, "--seq-len", "128", "--max-seq-len", "2048",
+                             "--decode-buckets", "none", "--external-weights", "--quiet", "-o", str(model)], model, reuse)
+    steps["ternarize"] = timed([str(BIN / "harden-opt"), f"--harden-pipeline={PLAN}", str(model), "-o", str(ternary), "--quiet"],
+                               ternary, reuse)
     for machine in MACHINES:
         scheduled, directory = out / f"{machine}.mlir", out / f"chip-{machine}"
-        if not (reuse and scheduled.exists()):
-            try:
-                specs[machine], steps[f"schedule_{machine}"] = schedule(machine, ternary, scheduled, out)
-            except SystemExit as e:  # e.g. a layer's weights larger than one chip's SRAM: say so in the table
-                chips[machine] = {"error": next((line.split("error: ", 1)[1] for line in str(e).splitlines() if "error: " in line), str(e))}
-                continue
-        if not (reuse and (directory / "chip.json").exists()):
-            steps[f"export_{machine}"] = timed([str(BIN / "harden-export"), str(scheduled), "-o", str(directory), "--quiet"],
-                                               out / f"export-{machine}.log")
+        try:
+            steps[f"schedule_{machine}"] = schedule(machine, ternary, scheduled, out, reuse)
+        except StageError as e:  # e.g. a layer's weights larger than one chip's SRAM: say so in the table
+            chips[machine] = {"error": next((line.split("error: ", 1)[1] for line in str(e).splitlines() if "error: " in line), str(e))}
+            continue
+        steps[f"export_{machine}"] = timed([str(BIN / "harden-export"), str(scheduled), "-o", str(directory), "--quiet"],
+                                           directory, reuse)
         chips[machine] = json.loads((directory / "chip.json").read_text())
     disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    steps = {name: cost for name, cost in steps.items() if cost is not None}
     return {"steps": steps, "disk_gb": round(disk / 1e9, 2), "chips": {m: c if "error" in c else _row(c) for m, c in chips.items()}}
 
 
@@ -159,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--out", default="out/projection")
-    parser.add_argument("--reuse", action="store_true", help="keep modules and exports an earlier run wrote")
+    parser.add_argument("--reuse", action="store_true", help="keep the modules and exports an identical command wrote earlier")
     args = parser.parse_args()
     out = Path(args.out)
     results = {"cpu": cpu_model(), "public": {k: {"value": v, "source": s} for k, (v, s) in PUBLIC.items()},
