@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from harden.backend.cache import CompileCache
 from harden.backend.compile import IREE_CPU_FLAGS, IreeModule, compile_vmfb, lower_module_for_iree
 from harden.core import progress
 from harden.core.graph import body_ops, functions
+from harden.core.memory import available_memory_bytes, format_bytes
 from harden.core.source import parse_module, read_source
 from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAMS_ATTR
@@ -66,6 +68,7 @@ def load_module(path: str | Path) -> LoadedModule:
     provenance = load_provenance(module) if PROVENANCE_ATTR in attrs else None
     parameter_file = path.parent / attrs[PARAMS_ATTR].maybe_downcast().value if PARAMS_ATTR in attrs else None
     schedule_summary = _schedule_summary(module)
+    _check_cache_fits_memory(path, module)
     if _needs_lowering(module):
         lower_module_for_iree(module)
     signature, inputs = {}, {}
@@ -99,6 +102,30 @@ def load_module(path: str | Path) -> LoadedModule:
         prefill_bucket=_prefill_bucket(path, inputs, signature, buckets),
         schedule_summary=schedule_summary,
     )
+
+
+_ELEMENT_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def _check_cache_fits_memory(path: Path, module: ir.Operation) -> None:
+    """Refuses, before lowering and compiling, a module whose KV caches cannot be held: each
+    decode step passes the key and value caches in and gets the updated ones back, so a run
+    holds at least twice their size (an 8B import at 131072 positions needs 64 GiB of f32)."""
+    decode = next((f for f in functions(module) if f.sym_name.value == "decode"), None)
+    if decode is None:
+        return  # the missing function is reported after lowering, with the others
+    ftype = ir.FunctionType(ir.TypeAttr(decode.attributes["function_type"]).value)
+    caches = [tensor_info(t) for t in list(ftype.inputs)[2:4]]
+    if len(caches) != 2 or None in caches or any(None in c.shape for c in caches):
+        return
+    needed = 2 * sum(_ELEMENT_BYTES.get(c.dtype, 4) * math.prod(c.shape) for c in caches)
+    available = available_memory_bytes()
+    if needed > available:
+        positions = caches[0].shape[3] if caches[0].rank == 5 else "?"
+        raise ModuleError(
+            f"'{path}': its KV caches of {positions} positions need {format_bytes(needed)} per decode step (keys and values, "
+            f"passed in and returned), more than the {format_bytes(available)} of memory available; import it with a smaller --max-seq-len"
+        )
 
 
 def _prefill_bucket(path: Path, inputs: dict, signature: dict, buckets: list[int]) -> int | None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from harden.chip.memory_map import ALIGNMENT, memory_map
 from harden.chip.projection import area_mm2, energy_per_token, op_models, resources
 from harden.chip.rom import MatrixImage, RomError, blob, file_name, matrix_image
+from harden.core.files import storage_full
 from harden.core.graph import body_ops, functions
 from harden.core.weights import WeightStore
 from harden.schedule.attributes import is_scheduled
@@ -346,10 +347,13 @@ def write_export(export: Export, path: Path) -> None:
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
             os.replace(path, old / "previous")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and (old / "previous").exists() and not path.exists():
             os.replace(old / "previous", path)
+        full = storage_full(e, path)
+        if full:
+            raise full from e
         raise
     finally:
         if old is not None:

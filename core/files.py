@@ -7,6 +7,7 @@ If the writer fails or is interrupted, the temporary file (or directory) is remo
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -39,12 +40,24 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _default_mode(directory))
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        full = storage_full(e, target)
+        if full:
+            raise full from e
         raise
+
+
+def storage_full(e: BaseException, target: str | Path) -> OSError | None:
+    """For a write that storage refused (disk full, quota exceeded, file size limit), the same
+    error naming `target`: it surfaces in a write to an open file, which names no file, and
+    the temporary name would mean nothing to the user. None for any other error."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return OSError(e.errno, os.strerror(e.errno), str(target))
+    return None
 
 
 def write_atomically(path: str | Path, data: str | bytes) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ from torch_mlir import ir
 
 from harden.backend.cache import default_cache_dir
 from harden.backend.engines import TorchEngine
+from harden.core.memory import available_memory_bytes
 from harden.core.files import write_atomically
 from harden.core import progress
 from harden.eval.calibration import Calibration, calibrate
@@ -130,17 +130,6 @@ class ModelMeasurements:
             write_atomically(self.cache_dir / kind / f"{key}.json", json.dumps(value, sort_keys=True))
         except OSError:
             pass  # a cache that cannot be written only costs time
-
-
-def available_memory_bytes() -> int:
-    """MemAvailable of /proc/meminfo (what can be allocated without swapping), else all memory."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _check_fits_memory(provenance: Provenance) -> None:

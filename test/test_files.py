@@ -68,16 +68,154 @@ def test_a_tensor_that_breaks_its_declaration_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _interrupt(command: list, cwd: Path, signum: int, ready) -> tuple[int, str]:
+    """Starts `command`, sends it `signum` once `ready(process)` holds, and returns its exit
+    code and stderr."""
+    process = subprocess.Popen([str(Path(sys.executable).parent / command[0]), *map(str, command[1:])], cwd=cwd,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not ready(process):
+        assert process.poll() is None, f"{command[0]} ended before the signal: {process.stderr.read()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err
+
+
+def _after(seconds: float):
+    start = time.monotonic()
+    return lambda process: time.monotonic() - start > seconds
+
+
+def _children(pid: int, name: str) -> list[int]:
+    """The processes called `name` whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            command, fields = stat.read_text().rsplit(")", 1)
+            if int(fields.split()[1]) == pid and command.split("(", 1)[1] == name:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    return found
+
+
 @pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_an_interrupted_import_leaves_nothing_and_says_so(tmp_path, signum, code, word):
     """SIGINT or SIGTERM while harden-import works (exporting, or writing its 440 MB of
     parameters): one line, exit 128 + signal, no output, no parameter file, no temporary."""
-    tool = Path(sys.executable).parent / "harden-import"
-    process = subprocess.Popen([str(tool), "--random-init", "llama-100m", "--quiet", "-o", str(tmp_path / "m.mlir")],
-                               stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == code, err
+    returncode, err = _interrupt(["harden-import", "--random-init", "llama-100m", "--quiet", "-o", tmp_path / "m.mlir"],
+                                 tmp_path, signum, _after(6))
+    assert returncode == code, err
     assert err == f"harden-import: {word}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_pipeline_leaves_nothing_and_says_so(tmp_path):
+    """SIGTERM while harden-opt runs the default pipeline (about 18 s on stories260k, GPTQ on
+    calibration samples): one line, exit 143, no module, no parameter file, no report or
+    schedule file, no temporary; the input is untouched."""
+    source = tmp_path / "m.mlir"
+    result = subprocess.run([str(Path(sys.executable).parent / "harden-import"), "--model", "stories260k", "--seq-len", "16",
+                             "--max-seq-len", "64", "--external-weights", "--quiet", "-o", str(source)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    returncode, err = _interrupt(["harden-opt", "--harden-pipeline=report=r.json", source, "--schedule-report", "s.json",
+                                  "--schedule-gantt", "s.png", "--quiet", "-o", "h.mlir"], tmp_path, signal.SIGTERM, _after(8))
+    assert returncode == 143, err
+    assert err == "harden-opt: terminated\n"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_an_interrupted_compile_leaves_no_cache_entry(tiny_modules, tmp_path):
+    """SIGTERM while IREE compiles for harden-run: one line, exit 143, the compiler process
+    stopped with it, and the compile cache holds no entry or temporary (a later run compiles
+    afresh, never from a partial flatbuffer)."""
+    cache = tmp_path / "cache"
+    command = ["harden-run", tiny_modules / "m.mlir", "--reference", "none", "--prompt-ids", "1,2,3", "--generate", "2",
+               "--cache-dir", cache]
+    compilers = []
+    compiling = lambda process: bool(compilers.extend(_children(process.pid, "iree-compile")) or compilers)  # noqa: E731
+    returncode, err = _interrupt(command, tmp_path, signal.SIGTERM, compiling)
+    assert returncode == 143, err
+    assert err.splitlines()[-1] == "harden-run: terminated" and len(err.splitlines()) <= 3, err
+    assert not cache.exists() or list(cache.iterdir()) == []
+    time.sleep(0.5)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in compilers), "the compiler outlived harden-run"
+
+
+@pytest.fixture(scope="module")
+def tiny_modules(tmp_path_factory) -> Path:
+    """A random-init tiny import with external weights, and its all-ternary tsp schedule at the harden level."""
+    directory = tmp_path_factory.mktemp("tiny")
+    bin_ = Path(sys.executable).parent
+    for command in (["harden-import", "--random-init", "tiny", "--seq-len", "8", "--max-seq-len", "16", "--external-weights", "--quiet", "-o", "m.mlir"],
+                    ["harden-opt", "--harden-pipeline=policy=none machine=tsp lower=false", "m.mlir", "--quiet", "-o", "s.mlir"]):
+        result = subprocess.run([str(bin_ / command[0]), *command[1:]], cwd=directory, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    return directory
+
+
+def _on_a_full_disk(disk: Path, size: int, command: list[str]) -> tuple[int, str, list[str]]:
+    """Runs `command` with `disk` a tmpfs of `size` bytes (a private mount in a user namespace,
+    as mount needs); where namespaces are not allowed, a file size limit of `size` bytes
+    (RLIMIT_FSIZE: the write fails with EFBIG instead of ENOSPC). Returns the exit code, stderr
+    and what `disk` holds afterwards."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode == 0:
+        script = 'd="$1"; mount -t tmpfs -o size="$2" tmpfs "$d" || exit 99; shift 2; "$@" > /dev/null; c=$?; ls -A "$d"; exit $c'
+        result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(disk), str(size), *command],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode != 99, result.stderr
+        return result.returncode, result.stderr, result.stdout.split()
+
+    def limit():
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    result = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=limit)
+    return result.returncode, result.stderr, sorted(p.name for p in disk.iterdir())
+
+
+@pytest.mark.parametrize("tool", ["harden-import", "harden-opt", "harden-export"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(tiny_modules, tmp_path, tool):
+    """The disk fills while a tool writes its parameters, module or chip export: one error line
+    naming the output and the cause, exit 1, nothing left on the disk (no partial file, no
+    temporary). The inputs are on another disk and stay untouched."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    binary = str(Path(sys.executable).parent / tool)
+    inputs = {"harden-import": [],
+              "harden-opt": [tiny_modules / "m.mlir", tiny_modules / "m.safetensors"],
+              "harden-export": [tiny_modules / "s.mlir", tiny_modules / "s.safetensors"]}[tool]
+    before = {p: p.read_bytes() for p in inputs}
+    command = {"harden-import": [binary, "--random-init", "tiny", "--seq-len", "8", "--max-seq-len", "16", "--external-weights", "--quiet", "-o", str(disk / "m.mlir")],
+               "harden-opt": [binary, "--harden-pipeline=policy=none", str(tiny_modules / "m.mlir"), "--quiet", "-o", str(disk / "h.mlir")],
+               "harden-export": [binary, str(tiny_modules / "s.mlir"), "-o", str(disk / "chip")]}[tool]
+    code, err, left = _on_a_full_disk(disk, 8192, command)
+    assert code == 1, err
+    assert len(err.splitlines()) == 1 and err.startswith(f"{tool}: error: '{disk}/"), err
+    assert "No space left on device" in err or "File too large" in err, err
+    assert left == []
+    assert {p: p.read_bytes() for p in inputs} == before
+
+
+def test_an_interrupted_export_keeps_the_previous_one(tmp_path):
+    """An export interrupted while it writes its files leaves the previous export as it was
+    and no temporary directory beside it."""
+    from harden.chip.export import Export, write_export
+
+    class Interrupted(dict):
+        def __getitem__(self, name):
+            if name == "rom/b.bin":
+                raise KeyboardInterrupt
+            return super().__getitem__(name)
+
+    target = tmp_path / "chip"
+    write_export(Export({"chip.json": b"{}\n", "rom/a.bin": b"old"}, {}), target)
+    with pytest.raises(KeyboardInterrupt):
+        write_export(Export(Interrupted({"chip.json": b"{\"new\": 1}\n", "rom/a.bin": b"new", "rom/b.bin": b"new"}), {}), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["chip"]
+    assert {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()} == {"chip.json": b"{}\n", "rom/a.bin": b"old"}

@@ -186,3 +186,20 @@ def test_usage_errors_exit_2(workdir, args, message):
 def test_a_file_that_is_not_text_is_one_clear_error(workdir):
     (workdir / "noise.bin").write_bytes(bytes(range(256)) * 8)
     assert "cannot read 'noise.bin': not a UTF-8 text file" in one_error_line(harden_run(workdir, "noise.bin"), 2)
+
+
+def test_kv_caches_larger_than_memory_are_refused_before_compiling(workdir, monkeypatch, capsys):
+    """A module whose KV caches cannot be held (as an 8B import at its 131072-position context
+    would need 64 GiB) is refused before lowering and compiling, naming the positions, the
+    memory and the fix. The tiny import's caches hold 32 positions: 8 KiB each (2 layers x 2 KV
+    heads x 32 x 16 f32), 32 KiB per step in and out, here against a machine with 24 KiB free."""
+    from harden.backend import modules
+    from harden.tools import harden_run as tool
+
+    monkeypatch.setattr(modules, "available_memory_bytes", lambda: 24 * 1024)
+    monkeypatch.setattr(modules, "lower_module_for_iree", lambda module: pytest.fail("lowered before the check"))
+    assert tool.main([str(workdir / "tiny.mlir"), "--reference", "none"]) == 2  # as every module harden-run cannot take
+    err = capsys.readouterr().err
+    assert err == (f"harden-run: error: '{workdir / 'tiny.mlir'}': its KV caches of 32 positions need 32.0 KiB per decode step "
+                   "(keys and values, passed in and returned), more than the 24.0 KiB of memory available; "
+                   "import it with a smaller --max-seq-len\n")

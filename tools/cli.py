@@ -60,6 +60,12 @@ def run_command(tool: str, body) -> int:
         # mlir-opt does on SIGPIPE; stdout goes to /dev/null so the exit flush cannot fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        # The system refused a read or write (disk full, permission, a vanished file): one
+        # line naming the file, as for any other bad input; a bug is not an OSError.
+        where = f"'{e.filename}': " if e.filename else ""
+        print(f"{tool}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
