@@ -79,8 +79,12 @@ def load_module(path: str | Path) -> LoadedModule:
     missing = [name for name in ENTRY_POINTS if name not in signature]
     if missing:
         raise ModuleError(f"'{path}' has no function '{missing[0]}' (harden-import writes prefill and decode)")
-    if len(inputs["prefill"]) != 1 or len(inputs["decode"]) != 4:
-        raise ModuleError(f"'{path}' does not have harden-import's prefill(tokens) and decode(token, pos, k_cache, v_cache)")
+    results = {name: list(signature[name][1]) for name in ENTRY_POINTS}
+    caches = list(signature["decode"][0][2:4])
+    if (len(inputs["prefill"]) != 1 or len(inputs["decode"]) != 4 or len(results["prefill"]) != 3
+            or results["decode"][1:] != caches or None in inputs["decode"][2:4] or inputs["decode"][2].rank != 5):
+        raise ModuleError(f"'{path}' does not have harden-import's prefill(tokens) -> (logits, k_cache, v_cache) and "
+                          "decode(token, pos, k_cache, v_cache) -> (logits, k_cache, v_cache)")
     max_seq_len = inputs["decode"][2].shape[3]
     buckets = []
     for name, args in inputs.items():

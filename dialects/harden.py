@@ -120,6 +120,28 @@ def _attribute_error(op: ir.OpView, ints: tuple[str, ...], strings: tuple[str, .
     return None
 
 
+def _arity_error(op: ir.OpView) -> str | None:
+    """Operand and result counts against the op's definition. IRDL checks them too, but may
+    run after this verifier, whose accessors would then index past the operands (a module
+    with an operand deleted by hand)."""
+    for kind, values, segment_attr in (("operand", op.operation.operands, "operandSegmentSizes"),
+                                       ("result", op.operation.results, "resultSegmentSizes")):
+        definition = ext.OperandDef if kind == "operand" else ext.ResultDef
+        optional = [f.variadicity == ext.Variadicity.optional for f in type(op)._fields if isinstance(f, definition)]
+        required = optional.count(False)
+        if not required <= len(values) <= len(optional):
+            expected = required if required == len(optional) else f"{required} to {len(optional)}"
+            return f"expects {expected} {kind}s, got {len(values)}"
+        if required < len(optional):  # the segment sizes say which optional ones are present
+            attrs = op.operation.attributes
+            attr = attrs[segment_attr].maybe_downcast() if segment_attr in attrs else None
+            sizes = list(attr) if isinstance(attr, ir.DenseI32ArrayAttr) else None
+            if (sizes is None or len(sizes) != len(optional) or sum(sizes) != len(values)
+                    or any(n not in ((0, 1) if opt else (1,)) for n, opt in zip(sizes, optional))):
+                return f"attribute '{segment_attr}' does not match its {len(values)} {kind}s"
+    return None
+
+
 def _report(op: ir.OpView, error: str | None) -> bool:
     if error:
         op.location.emit_error(f"'{op.OPERATION_NAME}' op {error}")
@@ -145,7 +167,7 @@ class FusedQKVOp(Harden.Operation, name="fused_qkv"):
     bias: ext.Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
-        return _report(self, self._error())
+        return _report(self, _arity_error(self) or self._error())
 
     def _error(self) -> str | None:
         missing = _attribute_error(self, ("q_size", "k_size", "v_size"))
@@ -192,7 +214,7 @@ class TernaryLinearOp(Harden.Operation, name="ternary_linear"):
     bias: ext.Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
-        return _report(self, self._error())
+        return _report(self, _arity_error(self) or self._error())
 
     def _error(self) -> str | None:
         missing = _attribute_error(
@@ -236,7 +258,7 @@ class Int8LinearOp(Harden.Operation, name="int8_linear"):
     bias: ext.Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
-        return _report(self, self._error())
+        return _report(self, _arity_error(self) or self._error())
 
     def _error(self) -> str | None:
         missing = _attribute_error(self, ("in_features", "out_features"))
@@ -298,7 +320,7 @@ class IntLinearOp(Harden.Operation, name="int_linear"):
     bias: ext.Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
-        return _report(self, self._error())
+        return _report(self, _arity_error(self) or self._error())
 
     def _error(self) -> str | None:
         missing = _attribute_error(self, ("in_features", "out_features"))
@@ -334,7 +356,7 @@ class IntEmbeddingOp(Harden.Operation, name="int_embedding"):
     mins: ext.Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
-        return _report(self, self._error())
+        return _report(self, _arity_error(self) or self._error())
 
     def _error(self) -> str | None:
         w, idx, y = tensor_info(self.weight.type), tensor_info(self.indices.type), tensor_info(self.output.type)
@@ -363,7 +385,7 @@ class ParamOp(Harden.Operation, name="param"):
     result: ext.Result[Any]
 
     def verify_invariants(self) -> bool:
-        return _report(self, self._error())
+        return _report(self, _arity_error(self) or self._error())
 
     def _error(self) -> str | None:
         missing = _attribute_error(self, (), ("param_name",))

@@ -128,8 +128,11 @@ def write_summary(func, summary: Summary, options: dict) -> None:
     )
     if summary.tokens:
         fields["tokens"] = _i64(summary.tokens)
-        fields["tokens_per_s"] = _f64(_readable(summary.tokens_per_s))
-        fields["pipelined_tokens_per_s"] = _f64(_readable(summary.pipelined_tokens_per_s))
+        # No rate for a function without work (no cycles: a module that only returns its inputs).
+        if summary.tokens_per_s is not None:
+            fields["tokens_per_s"] = _f64(_readable(summary.tokens_per_s))
+        if summary.pipelined_tokens_per_s is not None:
+            fields["pipelined_tokens_per_s"] = _f64(_readable(summary.pipelined_tokens_per_s))
     func.attributes[SUMMARY_ATTR] = ir.DictAttr.get(fields)
 
 

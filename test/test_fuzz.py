@@ -7,8 +7,9 @@ hypothesis builds or mutates, and checks the contract every tool keeps:
   no Python traceback (an exception escaping `main` fails the test) and no output file;
 * the inputs are untouched, and no temporary file is left beside the output.
 
-Inputs: random bytes and valid modules with one mutation (a deleted or duplicated line, a
-changed type, a changed integer, the provenance removed, a moved `harden.start`) for
+Inputs: random bytes, modules of other dialects, and valid modules with one mutation (a
+deleted or duplicated line, a changed element type or dimension, a harden op with an operand
+dropped or repeated, a changed integer, the provenance removed, a moved `harden.start`) for
 harden-opt, harden-export and harden-run; llama2.c headers with random fields, safetensors
 with corrupted headers, Hugging Face config.json with missing or contradictory keys and
 GGUF files truncated at random offsets for harden-import; random pass pipelines and option
@@ -128,7 +129,7 @@ _TYPES = ["f32", "f16", "si8", "i8", "si64", "i64", "i1", "bf16"]
 def mutated(draw, text: str) -> str:
     """`text` with one mutation (see the module docstring)."""
     lines = text.splitlines(keepends=True)
-    kind = draw(st.sampled_from(["delete", "duplicate", "type", "integer", "provenance", "start", "bytes"]))
+    kind = draw(st.sampled_from(["delete", "duplicate", "type", "shape", "operands", "integer", "provenance", "start", "bytes"]))
     if kind in ("delete", "duplicate"):
         i = draw(st.integers(0, len(lines) - 1))
         lines[i:i + 1] = [] if kind == "delete" else [lines[i], lines[i]]
@@ -138,6 +139,22 @@ def mutated(draw, text: str) -> str:
         at = draw(st.sampled_from(spots))
         old = re.match(r"\w+", text[at:]).group(0)
         return text[:at] + draw(st.sampled_from(_TYPES)) + text[at + len(old):]
+    if kind == "shape":  # one dimension of a tensor type
+        spots = list(re.finditer(r"vtensor<\[(?:\d+,)*?(\d+)", text))
+        m = draw(st.sampled_from(spots))
+        return text[:m.start(1)] + str(draw(st.integers(0, 5000))) + text[m.end(1):]
+    if kind == "operands":  # a harden op with one operand (and its type) dropped or repeated
+        spots = [i for i, line in enumerate(lines) if re.search(r'"harden\.\w+"\(%[^)]*\).* : \([^)]+\) ->', line)]
+        if spots:
+            i = draw(st.sampled_from(spots))
+            m = re.search(r'("harden\.\w+"\()([^)]*)(\).* : \()([^)]*)(\) ->)', lines[i])
+            operands, types = m.group(2).split(", "), re.split(r", (?=!|[a-z])", m.group(4))
+            if draw(st.booleans()) and len(operands) > 1:
+                operands, types = operands[:-1], types[:-1]
+            else:
+                operands, types = operands + operands[-1:], types + types[-1:]
+            lines[i] = lines[i][:m.start()] + m.group(1) + ", ".join(operands) + m.group(3) + ", ".join(types) + m.group(5) + lines[i][m.end():]
+            return "".join(lines)
     if kind == "integer":
         spots = list(re.finditer(r"= (-?\d+) : i64", text))
         m = draw(st.sampled_from(spots))
@@ -169,6 +186,34 @@ def test_harden_opt_and_export_on_random_bytes(tmp_path, data):
     source.write_bytes(data)
     check_contract("harden-opt", [source, "-o", tmp_path / "out.mlir"], [source], tmp_path / "out.mlir")
     check_contract("harden-export", [source, "-o", tmp_path / "chip"], [source], tmp_path / "chip")
+
+
+# Modules a user may hand over by mistake: other dialects' IR, valid but not harden-import's.
+OTHER_DIALECTS = [
+    "module {}\n",
+    "func.func @f(%a: f32) -> f32 {\n  %0 = arith.addf %a, %a : f32\n  return %0 : f32\n}\n",
+    "func.func @prefill(%t: tensor<1x8xi64>) -> tensor<1x8xi64> {\n  return %t : tensor<1x8xi64>\n}\n"
+    "func.func @decode(%t: tensor<1x1xi64>, %p: tensor<1xi64>, %k: tensor<2x1x2x8x4xf32>, %v: tensor<2x1x2x8x4xf32>)"
+    " -> (tensor<1x1x4xf32>, tensor<2x1x2x8x4xf32>, tensor<2x1x2x8x4xf32>) {\n"
+    "  %0 = tensor.empty() : tensor<1x1x4xf32>\n  return %0, %k, %v : tensor<1x1x4xf32>, tensor<2x1x2x8x4xf32>, tensor<2x1x2x8x4xf32>\n}\n",
+    "#map = affine_map<(d0) -> (d0)>\nfunc.func @g(%a: tensor<4xf32>) -> tensor<4xf32> {\n"
+    "  %0 = linalg.generic {indexing_maps = [#map, #map], iterator_types = [\"parallel\"]} ins(%a : tensor<4xf32>) outs(%a : tensor<4xf32>) {\n"
+    "  ^bb0(%x: f32, %y: f32):\n    %1 = arith.mulf %x, %x : f32\n    linalg.yield %1 : f32\n  } -> tensor<4xf32>\n  return %0 : tensor<4xf32>\n}\n",
+    "func.func @h(%a: tensor<4xf32>) -> tensor<4xf32> {\n  %0 = tosa.abs %a : (tensor<4xf32>) -> tensor<4xf32>\n  return %0 : tensor<4xf32>\n}\n",
+    "func.func @s(%a: tensor<4xf32>) -> tensor<4xf32> {\n  %0 = \"stablehlo.add\"(%a, %a) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>\n"
+    "  return %0 : tensor<4xf32>\n}\n",
+    "func.func @prefill(%arg0: !torch.vtensor<[1,8],si64>) -> !torch.vtensor<[1,8],si64> {\n  return %arg0 : !torch.vtensor<[1,8],si64>\n}\n",
+]
+
+
+@given(text=st.sampled_from(OTHER_DIALECTS), flags=st.sampled_from(HARDEN_OPT_RUNS + [[]]))
+def test_every_tool_on_modules_of_other_dialects(tmp_path, text, flags):
+    source = tmp_path / "other.mlir"
+    source.write_text(text)
+    check_contract("harden-opt", [*flags, source, "-o", tmp_path / "out.mlir", "--quiet"], [source], tmp_path / "out.mlir")
+    check_contract("harden-export", [source, "-o", tmp_path / "chip", "--quiet"], [source], tmp_path / "chip")
+    check_contract("harden-run", [source, "--reference", "none", "--generate", "2", "--quiet", "--json", tmp_path / "r.json",
+                                  "--cache-dir", tmp_path / "cache"], [source], tmp_path / "r.json")
 
 
 @given(data=st.data())

@@ -148,17 +148,19 @@ def test_modules_with_different_signatures_are_refused(workdir):
 
 def test_iree_compile_failure_shows_iree_diagnostic(workdir):
     # Valid MLIR that IREE's CPU backend cannot compile (a GPU thread id on the host).
-    source = """func.func @prefill(%t: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
+    source = """func.func @prefill(%t: tensor<1x4xi64>) -> (tensor<1x4x8xf32>, tensor<1x1x1x8x2xf32>, tensor<1x1x1x8x2xf32>) {
   %0 = tensor.empty() : tensor<1x4x8xf32>
   %tid = gpu.thread_id x
   %i = arith.index_cast %tid : index to i64
   %c = arith.sitofp %i : i64 to f32
   %1 = linalg.fill ins(%c : f32) outs(%0 : tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
-  return %1 : tensor<1x4x8xf32>
+  %k = tensor.empty() : tensor<1x1x1x8x2xf32>
+  return %1, %k, %k : tensor<1x4x8xf32>, tensor<1x1x1x8x2xf32>, tensor<1x1x1x8x2xf32>
 }
-func.func @decode(%t: tensor<1x1xi64>, %p: tensor<1xi64>, %k: tensor<1x1x1x8x2xf32>, %v: tensor<1x1x1x8x2xf32>) -> tensor<1x1x8xf32> {
+func.func @decode(%t: tensor<1x1xi64>, %p: tensor<1xi64>, %k: tensor<1x1x1x8x2xf32>, %v: tensor<1x1x1x8x2xf32>)
+    -> (tensor<1x1x8xf32>, tensor<1x1x1x8x2xf32>, tensor<1x1x1x8x2xf32>) {
   %0 = tensor.empty() : tensor<1x1x8xf32>
-  return %0 : tensor<1x1x8xf32>
+  return %0, %k, %v : tensor<1x1x8xf32>, tensor<1x1x1x8x2xf32>, tensor<1x1x1x8x2xf32>
 }
 """
     (workdir / "uncompilable.mlir").write_text(source)
@@ -203,3 +205,20 @@ def test_kv_caches_larger_than_memory_are_refused_before_compiling(workdir, monk
     assert err == (f"harden-run: error: '{workdir / 'tiny.mlir'}': its KV caches of 32 positions need 32.0 KiB per decode step "
                    "(keys and values, passed in and returned), more than the 24.0 KiB of memory available; "
                    "import it with a smaller --max-seq-len\n")
+
+
+def test_a_module_without_the_caches_in_its_results_is_refused(workdir):
+    """prefill and decode must return (logits, k_cache, v_cache), the caches of decode's
+    arguments: a module from elsewhere that returns logits alone failed inside the engine."""
+    (workdir / "no_caches.mlir").write_text("""func.func @prefill(%t: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
+  %0 = tensor.empty() : tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}
+func.func @decode(%t: tensor<1x1xi64>, %p: tensor<1xi64>, %k: tensor<1x1x1x8x2xf32>, %v: tensor<1x1x1x8x2xf32>) -> tensor<1x1x8xf32> {
+  %0 = tensor.empty() : tensor<1x1x8xf32>
+  return %0 : tensor<1x1x8xf32>
+}
+""")
+    line = one_error_line(harden_run(workdir, "no_caches.mlir", "--reference", "none"), 2)
+    assert line == ("harden-run: error: 'no_caches.mlir' does not have harden-import's prefill(tokens) -> (logits, k_cache, v_cache) "
+                    "and decode(token, pos, k_cache, v_cache) -> (logits, k_cache, v_cache)")

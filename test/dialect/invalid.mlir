@@ -216,3 +216,22 @@ func.func @int_table_dim(%i: !torch.vtensor<[1,5],si64>, %w: !torch.vtensor<[10,
       : (!torch.vtensor<[1,5],si64>, !torch.vtensor<[10,64],si8>, !torch.vtensor<[10,1],f16>) -> !torch.vtensor<[1,5,32],f32>
   return %y : !torch.vtensor<[1,5,32],f32>
 }
+
+// -----
+
+func.func @ternary_missing_scales(%x: !torch.vtensor<[1,5,10],f32>, %w: !torch.vtensor<[1,3,3],si8>) -> !torch.vtensor<[1,5,3],f32> {
+  // An operand deleted by hand: one clear error, not a crash in the verifier's accessors.
+  // expected-error@+1 {{'harden.ternary_linear' op expects 3 to 4 operands, got 2}}
+  %y = "harden.ternary_linear"(%x, %w) {in_features = 10 : i64, out_features = 3 : i64, group_size = 10 : i64, planes = 1 : i64, scale_kind = "channel", operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,5,10],f32>, !torch.vtensor<[1,3,3],si8>) -> !torch.vtensor<[1,5,3],f32>
+  return %y : !torch.vtensor<[1,5,3],f32>
+}
+
+// -----
+
+func.func @qkv_one_result(%x: !torch.vtensor<[1,5,32],f32>, %w: !torch.vtensor<[64,32],f32>) -> !torch.vtensor<[1,5,32],f32> {
+  // expected-error@+1 {{'harden.fused_qkv' op expects 3 results, got 1}}
+  %q = "harden.fused_qkv"(%x, %w) {q_size = 32 : i64, k_size = 16 : i64, v_size = 16 : i64, operandSegmentSizes = array<i32: 1, 1, 0>}
+      : (!torch.vtensor<[1,5,32],f32>, !torch.vtensor<[64,32],f32>) -> !torch.vtensor<[1,5,32],f32>
+  return %q : !torch.vtensor<[1,5,32],f32>
+}
