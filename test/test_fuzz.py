@@ -355,6 +355,52 @@ def test_harden_import_on_truncated_or_corrupted_gguf(tiny_gguf, tmp_path, data)
                    [path], tmp_path / "m.mlir")
 
 
+
+def _gguf_sections(blob: bytes, tmp_path: Path):
+    """The GGUF's reader view: (every offset where a section starts or ends: the header
+    fields, each metadata pair, each tensor's description and data; the metadata pairs)."""
+    import gguf
+
+    path = tmp_path / "whole.gguf"
+    path.write_bytes(blob)
+    reader = gguf.GGUFReader(path)
+    fields = [f for f in reader.fields.values() if not f.name.startswith("GGUF.")]
+    bounds = {0, len(blob)}
+    for f in [*reader.fields.values(), *(t.field for t in reader.tensors)]:
+        bounds |= {f.offset, f.offset + sum(p.nbytes for p in f.parts)}
+    for t in reader.tensors:
+        bounds |= {t.data_offset, t.data_offset + t.n_bytes}
+    return sorted(b for b in bounds if b < len(blob)), fields
+
+
+def test_harden_import_on_gguf_truncated_at_every_section_boundary(tiny_gguf, tmp_path):
+    """An interrupted download ends anywhere, but the reader's paths change at the section
+    boundaries: cut the file at each (and one byte either side)."""
+    bounds, _ = _gguf_sections(bytes(tiny_gguf), tmp_path)
+    path = tmp_path / "m.gguf"
+    for cut in sorted({c for b in bounds for c in (b - 1, b, b + 1) if 0 <= c < len(tiny_gguf)}):
+        path.write_bytes(bytes(tiny_gguf[:cut]))
+        code = check_contract("harden-import", ["--model", path, "--seq-len", "4", "--max-seq-len", "8", "--quiet", "-o", tmp_path / "m.mlir"],
+                              [path], tmp_path / "m.mlir")
+        assert code != 0, f"a GGUF cut at byte {cut} of {len(tiny_gguf)} was imported"
+
+
+@given(data=st.data())
+def test_harden_import_on_gguf_with_random_metadata_types(tiny_gguf, tmp_path, data):
+    """A metadata pair's value type (or its array's element type) replaced by any of GGUF's
+    13 types or an invalid one: the reader then parses the value as something else."""
+    _, fields = _gguf_sections(bytes(tiny_gguf), tmp_path)
+    field = data.draw(st.sampled_from(fields))
+    at = field.offset + field.parts[0].nbytes + field.parts[1].nbytes  # after the key's length and bytes
+    if len(field.parts) > 4 and data.draw(st.booleans()):
+        at += 4  # the element type of an array
+    blob = bytearray(tiny_gguf)
+    blob[at:at + 4] = struct.pack("<I", data.draw(st.integers(0, 16)))
+    path = tmp_path / "m.gguf"
+    path.write_bytes(bytes(blob))
+    check_contract("harden-import", ["--model", path, "--seq-len", "4", "--max-seq-len", "8", "--quiet", "-o", tmp_path / "m.mlir"],
+                   [path], tmp_path / "m.mlir")
+
 CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
           "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False}
