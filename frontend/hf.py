@@ -73,7 +73,8 @@ def config_from_hf(raw: dict, where: str) -> LlamaConfig:
         raise FrontendError(f"{where}: unsupported model_type '{model_type}' (only 'llama' is supported)")
     architectures = raw.get("architectures") or ["LlamaForCausalLM"]
     if architectures != ["LlamaForCausalLM"]:
-        raise FrontendError(f"{where}: unsupported architecture {', '.join(architectures)} (expected LlamaForCausalLM)")
+        named = ", ".join(map(str, architectures)) if isinstance(architectures, list) else json.dumps(architectures)
+        raise FrontendError(f"{where}: unsupported architecture {named} (expected LlamaForCausalLM)")
     for key in ("num_local_experts", "num_experts", "n_routed_experts", "moe_intermediate_size"):
         if raw.get(key):
             raise FrontendError(f"{where}: mixture-of-experts models are not supported ({key} = {raw[key]})")

@@ -428,11 +428,32 @@ def test_harden_import_on_broken_hugging_face_directories(hf_tensors, tmp_path, 
     directory.mkdir(exist_ok=True)
     config = dict(CONFIG)
     blob = bytearray(save(hf_tensors))
-    kind = data.draw(st.sampled_from(["missing key", "wrong value", "header", "truncated"]))
+    kind = data.draw(st.sampled_from(["missing key", "wrong value", "contradiction", "header field", "header", "truncated"]))
     if kind == "missing key":
         del config[data.draw(st.sampled_from(sorted(config)))]
     elif kind == "wrong value":
         config[data.draw(st.sampled_from(sorted(config)))] = data.draw(st.sampled_from([0, -3, 7, 1e9, "x", None, [], {}]))
+    elif kind == "contradiction":  # each value valid alone, wrong with the others or the tensors
+        config.update(data.draw(st.sampled_from([
+            {"num_attention_heads": 3}, {"num_key_value_heads": 3}, {"num_key_value_heads": 8}, {"head_dim": 7},
+            {"vocab_size": 100}, {"num_hidden_layers": 3}, {"hidden_size": 32}, {"intermediate_size": 64},
+            {"tie_word_embeddings": True}, {"max_position_embeddings": 2}, {"model_type": "mistral", "sliding_window": 4},
+        ])))
+    elif kind == "header field":  # a tensor's dtype, shape or data offsets changed in valid JSON
+        header_size = struct.unpack("<Q", blob[:8])[0]
+        header = json.loads(blob[8:8 + header_size])
+        entry = header[data.draw(st.sampled_from(sorted(k for k in header if k != "__metadata__")))]
+        key = data.draw(st.sampled_from(["dtype", "shape", "data_offsets", None]))
+        if key is None:
+            entry.clear()
+        else:
+            entry[key] = data.draw(st.sampled_from({
+                "dtype": ["F16", "BF16", "I8", "U8", "F64", "I64", "BOOL", "F8_E4M3", "XX"],
+                "shape": [[], [0], [64], [64, 64, 2], [-1, 64], [2**40, 2**40]],
+                "data_offsets": [[0, 0], [8, 4], [0, 2**40], [-8, 0], [0], "x"],
+            }[key]))
+        encoded = json.dumps(header).encode()
+        blob = bytearray(struct.pack("<Q", len(encoded)) + encoded + blob[8 + header_size:])
     elif kind == "header":
         header_size = struct.unpack("<Q", blob[:8])[0]
         for _ in range(data.draw(st.integers(1, 6))):
