@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 from transformers import LlamaConfig as HfLlamaConfig
 from transformers import AttentionInterface, LlamaForCausalLM
@@ -35,6 +36,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
 from harden.frontend.llama import LlamaConfig, write_cache
+from harden.frontend.weights import FrontendError
 
 
 def hf_config(config: LlamaConfig) -> HfLlamaConfig:
@@ -70,9 +72,14 @@ def hf_config(config: LlamaConfig) -> HfLlamaConfig:
     )
 
 
-def hf_config_from_dict(raw: dict) -> HfLlamaConfig:
-    """The transformers config of a checkpoint's config.json, set up for export."""
-    config = HfLlamaConfig.from_dict(raw)
+def hf_config_from_dict(raw: dict, where: str) -> HfLlamaConfig:
+    """The transformers config of a checkpoint's config.json (`where`), set up for export.
+    transformers checks the fields' types itself (an integer rms_norm_eps is refused)."""
+    try:
+        config = HfLlamaConfig.from_dict(raw)
+    except (TypeError, ValueError, StrictDataclassError) as e:
+        cause = " ".join(str(e).split())  # transformers' message spans lines
+        raise FrontendError(f"{where}: transformers refuses it: {cause or type(e).__name__}") from None
     config._attn_implementation = "eager"
     return config
 

@@ -29,7 +29,7 @@ def _hf_parts(source: Source, max_seq_len: int):
         )
     from harden.frontend import hf_llama
     hf_cfg = (
-        hf_llama.hf_config_from_dict(source.raw_config)
+        hf_llama.hf_config_from_dict(source.raw_config, f"'{source.path / 'config.json'}'")
         if isinstance(source, HfCheckpoint)
         else hf_llama.hf_config(source.config)
     )
