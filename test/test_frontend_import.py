@@ -219,6 +219,14 @@ BAD_INPUTS = {
         lambda d, t: ["--model", hf_variant(d, t, lambda c: c.update(sliding_window=4096))],
         "sliding-window attention is not supported (sliding_window = 4096)",
     ),
+    "field transformers refuses": (
+        lambda d, t: ["--model", hf_variant(d, t, lambda c: c.update(rms_norm_eps=0)), "--frontend", "hf"],
+        "config.json': transformers refuses it: Validation error for field 'rms_norm_eps'",
+    ),
+    "architectures not a list": (
+        lambda d, t: ["--model", hf_variant(d, t, lambda c: c.update(architectures=7))],
+        "unsupported architecture 7 (expected LlamaForCausalLM)",
+    ),
     "unsupported rope": (
         lambda d, t: ["--model", hf_variant(d, t, lambda c: c["rope_parameters"].update(rope_type="yarn"))],
         "unsupported rope type 'yarn' (supported: default, llama3)",
