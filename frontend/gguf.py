@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -78,20 +79,77 @@ def unpermute_rope_rows(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, rows // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _read(path: Path):
-    """The GGUFReader of `path`; a one-line FrontendError for anything that is not a readable GGUF."""
+class _CountError(ValueError):
+    """A count in a GGUF file that its remaining bytes cannot hold."""
+
+
+@cache
+def _checked_reader():
+    """gguf.GGUFReader with every count it reads bounded by the bytes left in the file.
+
+    The reader trusts the counts of the file, and reading past the end of its memory map
+    gives empty arrays, not an error: an array of scalars whose corrupted length passes the
+    end loops over every claimed item, appending an empty array each time, until memory runs
+    out. N items of at least k bytes each cannot take more than the bytes left, so larger
+    counts (metadata and tensor counts, array and string lengths) are refused before the
+    reader's loops start. The hooks are internal methods of gguf 0.19's reader;
+    test/test_frontend_gguf.py fails if they stop being called.
+    """
     import gguf
 
+    T = gguf.GGUFValueType
+    ARRAY, item_sizes = int(T.ARRAY), {int(T.STRING): 8, int(T.ARRAY): 12}  # plain ints: enum lookups are slow
+
+    class Reader(gguf.GGUFReader):
+        _last_string = (-1, b"")  # (end offset, bytes) of the last string read: the key of a value
+
+        def _check(self, count, offs: int, item_bytes: int, what: str, items: str) -> None:
+            left = max(len(self.data) - offs, 0)
+            if len(count) and int(count[0]) * item_bytes > left:
+                raise _CountError(f"{what} claims {int(count[0])} {items}, more than the {left} bytes left in the file can hold")
+
+        def _build_fields(self, offs, count, *args, **kwargs):
+            # A key (8-byte length), a type (4 bytes) and a value of at least 1 byte each.
+            self._check([count], offs, 13, "the header", "metadata entries")
+            return super()._build_fields(offs, count, *args, **kwargs)
+
+        def _build_tensor_info(self, offs, count, *args, **kwargs):
+            # A name (8-byte length), n_dims and a type (4 bytes each), an offset (8 bytes) each.
+            self._check([count], offs, 24, "the header", "tensors")
+            return super()._build_tensor_info(offs, count, *args, **kwargs)
+
+        def _get_str(self, offset, *args, **kwargs):
+            length, data = super()._get_str(offset, *args, **kwargs)  # `data` stops at the end of the file
+            self._check(length, offset + 8, 1, f"the string at byte {offset}", "bytes")
+            self._last_string = (offset + 8 + len(data), data)
+            return length, data
+
+        def _get_field_parts(self, offs, raw_type, *args, **kwargs):
+            if int(raw_type) == ARRAY and len(item_type := self._get(offs, np.uint32)):  # item type (4 bytes), length (8), items
+                t = int(item_type[0])
+                item_bytes = item_sizes.get(t) or np.dtype(self.gguf_scalar_to_np.get(t, np.uint8)).itemsize
+                end, key = self._last_string  # a key ends 4 bytes (its value's type) before the value
+                name = f"'{bytes(key).decode(errors='replace')}'" if end == offs - 4 else f"at byte {offs}"
+                self._check(self._get(offs + 4, np.uint64), offs + 12, item_bytes, f"metadata array {name}", "items")
+            return super()._get_field_parts(offs, raw_type, *args, **kwargs)
+
+    return Reader
+
+
+def _read(path: Path):
+    """The GGUFReader of `path`; a one-line FrontendError for anything that is not a readable GGUF."""
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != GGUF_MAGIC:
         raise FrontendError(f"'{path}': not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r})")
     try:
-        return gguf.GGUFReader(path)
+        return _checked_reader()(path)
     except Exception as e:  # noqa: BLE001 - the reader raises many kinds on a damaged file
         # gguf's own checks say what is wrong; numpy's errors from reading past the end do not.
         message = (str(e).strip().splitlines() or [""])[0]
-        own = isinstance(e, (ValueError, KeyError)) and any(w in message for w in ("version", "magic", "alignment", "Duplicate", "Unknown", "duplicated"))
+        own = isinstance(e, _CountError) or (
+            isinstance(e, (ValueError, KeyError)) and any(w in message for w in ("version", "magic", "alignment", "Duplicate", "Unknown", "duplicated"))
+        )
         reason = message if own else f"{path.stat().st_size} bytes: it ends early or its metadata is damaged"
         raise FrontendError(f"'{path}': truncated or corrupted GGUF file ({reason})") from None
 
@@ -139,12 +197,15 @@ def config_from_gguf(reader, tensors: dict, where: str) -> LlamaConfig:
     rotary = _int(reader, "llama.rope.dimension_count", where, default=head_dim)
     if rotary != head_dim:
         raise FrontendError(f"{where}: partial RoPE ({rotary} of {head_dim} dimensions) is not supported")
+    layers = _int(reader, "llama.block_count", where)
+    if layers > len(tensors):  # every layer has tensors; a corrupted count must not size lists of names
+        raise FrontendError(f"{where}: metadata 'llama.block_count' is {layers}, more layers than the file's {len(tensors)} tensors")
     bias = "blk.0.attn_q.bias" in tensors
     try:
         return LlamaConfig(
             dim=dim,
             hidden_dim=_int(reader, "llama.feed_forward_length", where),
-            n_layers=_int(reader, "llama.block_count", where),
+            n_layers=layers,
             n_heads=heads,
             n_kv_heads=_int(reader, "llama.attention.head_count_kv", where, default=heads),
             vocab_size=vocab,

@@ -68,6 +68,8 @@ def config_from_hf(raw: dict, where: str) -> LlamaConfig:
     experts, sliding-window attention, non-SiLU activations, MLP biases, unknown RoPE types.
     Missing keys take transformers' LlamaConfig defaults.
     """
+    if not isinstance(raw, dict):
+        raise FrontendError(f"{where}: not a JSON object of configuration keys")
     model_type = raw.get("model_type")
     if model_type != "llama":
         raise FrontendError(f"{where}: unsupported model_type '{model_type}' (only 'llama' is supported)")
@@ -86,8 +88,8 @@ def config_from_hf(raw: dict, where: str) -> LlamaConfig:
         raise FrontendError(f"{where}: MLP biases (mlp_bias = true) are not supported")
     if raw.get("pretraining_tp", 1) not in (1, None):
         raise FrontendError(f"{where}: pretraining_tp = {raw['pretraining_tp']} is not supported")
-    theta, scaling = _hf_rope(raw, where)
     try:
+        theta, scaling = _hf_rope(raw, where)
         heads = int(raw["num_attention_heads"])
         hidden = int(raw["hidden_size"])
         bias = bool(raw.get("attention_bias", False))
@@ -110,7 +112,7 @@ def config_from_hf(raw: dict, where: str) -> LlamaConfig:
         )
     except KeyError as e:
         raise FrontendError(f"{where}: missing key {e}") from None
-    except (TypeError, ValueError, ZeroDivisionError) as e:
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError) as e:  # a value of the wrong JSON type
         raise FrontendError(f"{where}: {e}") from None
 
 
@@ -204,6 +206,9 @@ class HfCheckpoint:
             for name, entry in _safetensors_shapes(file).items():
                 stored[name] = entry
                 files[name] = file
+        if self.config.n_layers > len(stored):  # before sizing name lists by a corrupted count
+            raise FrontendError(f"'{path}': config.json does not match the weights: num_hidden_layers = {self.config.n_layers}, "
+                                f"more layers than the checkpoint's {len(stored)} tensors")
         expected = {hf_name(n): s for n, s in reference_weight_shapes(self.config).items()}
         self._check_weights(expected, stored)
         self.weights = RenamedWeights(

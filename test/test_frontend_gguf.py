@@ -136,3 +136,44 @@ def test_bad_gguf_gives_one_line_and_no_output(tiny_gguf, tmp_path):
         assert str(path) in lines[0], case
         assert not out.exists() and not out.with_suffix(".safetensors").exists(), case
         assert list(tmp_path.glob(".*tmp")) == [], case
+
+
+def _limit_memory():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+
+# Corrupted counts: (metadata key or None for the header, byte offset in its value, struct
+# format, value) patches and the error. The first two made the import grow without bound (to
+# 18 GB): GgufCheckpoint listed the weight names of every claimed layer (one byte of
+# llama.block_count suffices), and GGUFReader loops over the claimed items of an array of
+# scalars even past the end of the file (reading there gives empty arrays, not an error).
+COUNTS = {
+    "array of scalars": ([("tokenizer.ggml.token_type", 0, "<I", int(gguf.GGUFValueType.UINT8)), ("tokenizer.ggml.token_type", 4, "<Q", 1 << 40)],
+                         "metadata array 'tokenizer.ggml.token_type' claims 1099511627776 items, more than the"),
+    "block count": ([("llama.block_count", 0, "<I", 1 << 31)], "metadata 'llama.block_count' is 2147483648, more layers than the file's 21 tensors"),
+    "array of strings": ([("tokenizer.ggml.tokens", 4, "<Q", 1 << 60)], f"metadata array 'tokenizer.ggml.tokens' claims {1 << 60} items, more than the"),
+    "string length": ([("general.name", 0, "<Q", 1 << 40)], "claims 1099511627776 bytes, more than the"),
+    "metadata count": ([(None, 16, "<Q", 1 << 40)], "the header claims 1099511627776 metadata entries, more than the"),
+    "tensor count": ([(None, 8, "<Q", 1 << 40)], "the header claims 1099511627776 tensors, more than the"),
+}
+
+
+@pytest.mark.parametrize("case", COUNTS)
+def test_corrupted_count_gives_one_line_without_a_large_allocation(tiny_gguf, tmp_path, case):
+    """Each count is refused by name before anything is sized by it (under 3 GB of address space)."""
+    patches, message = COUNTS[case]
+    reader, data = gguf.GGUFReader(tiny_gguf), bytearray(tiny_gguf.read_bytes())
+    for key, offset, fmt, value in patches:
+        # A metadata value starts after its key (an 8-byte length and the bytes) and its 4-byte type.
+        offset += reader.fields[key].offset + 8 + len(key) + 4 if key else 0
+        struct.pack_into(fmt, data, offset, value)
+    path, out = tmp_path / "count.gguf", tmp_path / "out.mlir"
+    path.write_bytes(bytes(data))
+    result = subprocess.run([BIN / "harden-import", "--model", path, "-o", out], capture_output=True, text=True,
+                            timeout=120, preexec_fn=_limit_memory)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"harden-import: error: '{path}': ") and message in lines[0], result.stderr
+    assert not out.exists() and not out.with_suffix(".safetensors").exists()

@@ -223,6 +223,14 @@ BAD_INPUTS = {
         lambda d, t: ["--model", hf_variant(d, t, lambda c: c.update(rms_norm_eps=0)), "--frontend", "hf"],
         "config.json': transformers refuses it: Validation error for field 'rms_norm_eps'",
     ),
+    "layer count far beyond the tensors": (  # it sized lists of weight names: 1e9 layers ran out of memory
+        lambda d, t: ["--model", hf_variant(d, t, lambda c: c.update(num_hidden_layers=10**9))],
+        "num_hidden_layers = 1000000000, more layers than the checkpoint's",
+    ),
+    "rope theta of the wrong type": (
+        lambda d, t: ["--model", hf_variant(d, t, lambda c: c["rope_parameters"].update(rope_theta=None))],
+        "float() argument must be a string or a real number, not 'NoneType'",
+    ),
     "architectures not a list": (
         lambda d, t: ["--model", hf_variant(d, t, lambda c: c.update(architectures=7))],
         "unsupported architecture 7 (expected LlamaForCausalLM)",
