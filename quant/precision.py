@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 from torch_mlir import ir
 
-from harden.quant.gptq import gptq_int, gptq_ternary
 from harden.quant.int8 import Int8Weight, int8_bytes, quantize_int8
 from harden.quant.intn import IntWeight, exact_affine_grid, int_bits_per_weight
 from harden.quant.options import TernaryOptions
@@ -117,6 +116,9 @@ def quantize_as(w: np.ndarray, precision: Precision, base: TernaryOptions, hessi
     """W [out, in] in `precision` (None for f32): GPTQ with `hessian` [in, in] when given
     (plain rounding with fits weighted by its diagonal when feedback=False), else plain
     rounding with least-squares fits (absmean or twn for a plain `ternary` with those methods)."""
+    # GPTQ runs on torch, whose import costs every tool a second at start-up: only here.
+    from harden.quant.gptq import gptq_int, gptq_ternary
+
     if precision.kind == "f32":
         return None
     if precision.kind == "int8":
