@@ -10,6 +10,8 @@ finds a flipped ROM byte and a moved region; bad input gets one line and exit 1.
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,7 @@ from harden.dialects.context import make_context
 from harden.dialects.ternary_pack import dequantize_ternary
 from harden.quant.intn import expand_groups
 from harden.schedule.memory import buffer_lifetimes
+from process_helpers import after, interrupt
 
 BIN = Path(sys.executable).parent
 
@@ -267,3 +270,16 @@ def test_n_bit_packing_round_trips(bits):
         packed = pack_bits(codes, bits)
         assert packed.shape == (5, -(-37 * bits // 8))
         assert np.array_equal(unpack_bits(packed, 37, bits, signed), codes)
+
+
+def test_a_terminated_export_keeps_the_previous_one_and_says_so(scheduled, tmp_path):
+    """SIGTERM 4 s into the export of SmolLM2 (about 14 s of work) over a previous export:
+    one line, exit 143, the previous export as it was, no temporary directory beside it."""
+    module, previous = scheduled["smollm2-hardwired"]
+    shutil.copytree(previous, tmp_path / "chip")
+    before = {str(p.relative_to(tmp_path)): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    returncode, err = interrupt(["harden-export", module, "-o", "chip", "--quiet"], tmp_path, signal.SIGTERM, after(4))
+    assert returncode == 143, err
+    assert err == "harden-export: terminated\n"
+    assert {str(p.relative_to(tmp_path)): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["chip"]

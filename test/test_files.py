@@ -14,6 +14,7 @@ from safetensors.numpy import load_file
 
 from harden.core.files import atomic_path, write_atomically
 from harden.core.safetensors_writer import write_safetensors
+from process_helpers import after, interrupt
 
 
 def test_a_failed_write_leaves_neither_target_nor_temporary(tmp_path):
@@ -69,26 +70,6 @@ def test_a_tensor_that_breaks_its_declaration_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _interrupt(command: list, cwd: Path, signum: int, ready) -> tuple[int, str]:
-    """Starts `command`, sends it `signum` once `ready(process)` holds, and returns its exit
-    code and stderr."""
-    process = subprocess.Popen([str(Path(sys.executable).parent / command[0]), *map(str, command[1:])], cwd=cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not ready(process):
-        assert process.poll() is None, f"{command[0]} ended before the signal: {process.stderr.read()}"
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
-    return process.returncode, err
-
-
-def _after(seconds: float):
-    start = time.monotonic()
-    return lambda process: time.monotonic() - start > seconds
-
-
 def _children(pid: int, name: str) -> list[int]:
     """The processes called `name` whose parent is `pid`."""
     found = []
@@ -106,8 +87,8 @@ def _children(pid: int, name: str) -> list[int]:
 def test_an_interrupted_import_leaves_nothing_and_says_so(tmp_path, signum, code, word):
     """SIGINT or SIGTERM while harden-import works (exporting, or writing its 440 MB of
     parameters): one line, exit 128 + signal, no output, no parameter file, no temporary."""
-    returncode, err = _interrupt(["harden-import", "--random-init", "llama-100m", "--quiet", "-o", tmp_path / "m.mlir"],
-                                 tmp_path, signum, _after(6))
+    returncode, err = interrupt(["harden-import", "--random-init", "llama-100m", "--quiet", "-o", tmp_path / "m.mlir"],
+                                 tmp_path, signum, after(6))
     assert returncode == code, err
     assert err == f"harden-import: {word}\n"
     assert list(tmp_path.iterdir()) == []
@@ -119,8 +100,8 @@ def test_an_interrupted_pipeline_leaves_nothing_and_says_so(smollm2_import, tmp_
     parameter file, no report or schedule file, no temporary; the input is untouched."""
     inputs = [smollm2_import, smollm2_import.with_suffix(".safetensors")]
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs}
-    returncode, err = _interrupt(["harden-opt", "--harden-pipeline=report=r.json", smollm2_import, "--schedule-report", "s.json",
-                                  "--schedule-gantt", "s.png", "--quiet", "-o", "h.mlir"], tmp_path, signal.SIGTERM, _after(10))
+    returncode, err = interrupt(["harden-opt", "--harden-pipeline=report=r.json", smollm2_import, "--schedule-report", "s.json",
+                                  "--schedule-gantt", "s.png", "--quiet", "-o", "h.mlir"], tmp_path, signal.SIGTERM, after(10))
     assert returncode == 143, err
     assert err == "harden-opt: terminated\n"
     assert list(tmp_path.iterdir()) == []
@@ -136,7 +117,7 @@ def test_an_interrupted_compile_leaves_no_cache_entry(tiny_modules, tmp_path):
                "--cache-dir", cache]
     compilers = []
     compiling = lambda process: bool(compilers.extend(_children(process.pid, "iree-compile")) or compilers)  # noqa: E731
-    returncode, err = _interrupt(command, tmp_path, signal.SIGTERM, compiling)
+    returncode, err = interrupt(command, tmp_path, signal.SIGTERM, compiling)
     assert returncode == 143, err
     assert err.splitlines()[-1] == "harden-run: terminated" and len(err.splitlines()) <= 3, err
     assert not cache.exists() or list(cache.iterdir()) == []

@@ -1,0 +1,28 @@
+"""Shared by tests that stop a running tool: start it, signal it once it is working."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def interrupt(command: list, cwd: Path, signum: int, ready) -> tuple[int, str]:
+    """Starts `command`, sends it `signum` once `ready(process)` holds, and returns its exit
+    code and stderr."""
+    process = subprocess.Popen([str(Path(sys.executable).parent / command[0]), *map(str, command[1:])], cwd=cwd,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not ready(process):
+        assert process.poll() is None, f"{command[0]} ended before the signal: {process.stderr.read()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err
+
+
+def after(seconds: float):
+    start = time.monotonic()
+    return lambda process: time.monotonic() - start > seconds
