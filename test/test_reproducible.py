@@ -26,27 +26,32 @@ BIN = Path(sys.executable).parent
 SEEDS = ("0", "4242")
 
 
-def _run(directory: Path, seed: str, tool: str, *args) -> None:
+def _run(directory: Path, seed: str, *commands: list) -> None:
+    """Runs the tool invocations `commands` side by side (they are independent: two cores)."""
     env = dict(os.environ, PYTHONHASHSEED=seed)
-    result = subprocess.run([str(BIN / tool), *map(str, args)], cwd=directory, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{tool} (PYTHONHASHSEED={seed}): {result.stderr}"
+    processes = [subprocess.Popen([str(BIN / c[0]), *map(str, c[1:])], cwd=directory, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for c in commands]
+    for command, process in zip(commands, processes):
+        _, err = process.communicate()
+        assert process.returncode == 0, f"{command[0]} (PYTHONHASHSEED={seed}): {err}"
 
 
 def _stories_chain(directory: Path, seed: str) -> None:
-    run = lambda *a: _run(directory, seed, *a)  # noqa: E731
-    run("harden-import", "--model", "stories260k", "--seq-len", "16", "--max-seq-len", "64", "--external-weights", "--quiet", "-o", "m.mlir")
-    run("harden-opt", "--harden-pipeline=report=default-report.json", "m.mlir", "--schedule-report", "default-schedule.json",
-        "--schedule-gantt", "default-schedule.png", "--quiet", "-o", "default.mlir")
-    run("harden-opt", "--harden-pipeline=policy=none machine=tsp lower=false report=tsp-report.json", "m.mlir",
-        "--schedule-report", "tsp-schedule.json", "--schedule-gantt", "tsp-schedule.png", "--quiet", "-o", "tsp.mlir")
-    run("harden-export", "tsp.mlir", "-o", "chip")
+    _run(directory, seed, ["harden-import", "--model", "stories260k", "--seq-len", "16", "--max-seq-len", "64", "--external-weights",
+                           "--quiet", "-o", "m.mlir"])
+    _run(directory, seed,
+         ["harden-opt", "--harden-pipeline=report=default-report.json", "m.mlir", "--schedule-report", "default-schedule.json",
+          "--schedule-gantt", "default-schedule.png", "--quiet", "-o", "default.mlir"],
+         ["harden-opt", "--harden-pipeline=policy=none machine=tsp lower=false report=tsp-report.json", "m.mlir",
+          "--schedule-report", "tsp-schedule.json", "--schedule-gantt", "tsp-schedule.png", "--quiet", "-o", "tsp.mlir"])
+    _run(directory, seed, ["harden-export", "tsp.mlir", "-o", "chip"])
 
 
 def _small_imports(directory: Path, seed: str) -> None:
     write_tiny_gguf(directory / "tiny.gguf")
     save_hf_llama(directory / "hf", bias=False, tied=True)
-    _run(directory, seed, "harden-import", "--model", "tiny.gguf", "--seq-len", "4", "--max-seq-len", "16", "--quiet", "-o", "gguf.mlir")
-    _run(directory, seed, "harden-import", "--model", "hf", "--seq-len", "4", "--max-seq-len", "16", "--external-weights", "--quiet", "-o", "hf.mlir")
+    _run(directory, seed, ["harden-import", "--model", "tiny.gguf", "--seq-len", "4", "--max-seq-len", "16", "--quiet", "-o", "gguf.mlir"],
+         ["harden-import", "--model", "hf", "--seq-len", "4", "--max-seq-len", "16", "--external-weights", "--quiet", "-o", "hf.mlir"])
 
 
 def _files(directory: Path) -> dict[str, bytes]:
