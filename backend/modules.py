@@ -22,6 +22,7 @@ from harden.dialects.context import make_context
 from harden.frontend.importer import BUCKET_PREFIX, PREFILL_BUCKET_PREFIX
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance
 from harden.quant.precision import BITS_ATTR
+from harden.schedule.ops import dtype_bytes
 
 ENTRY_POINTS = ("prefill", "decode")
 
@@ -108,9 +109,6 @@ def load_module(path: str | Path) -> LoadedModule:
     )
 
 
-_ELEMENT_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
-
-
 def _check_cache_fits_memory(path: Path, module: ir.Operation) -> None:
     """Refuses, before lowering and compiling, a module whose KV caches cannot be held: each
     decode step passes the key and value caches in and gets the updated ones back, so a run
@@ -122,7 +120,7 @@ def _check_cache_fits_memory(path: Path, module: ir.Operation) -> None:
     caches = [tensor_info(t) for t in list(ftype.inputs)[2:4]]
     if len(caches) != 2 or None in caches or any(None in c.shape for c in caches):
         return
-    needed = 2 * sum(_ELEMENT_BYTES.get(c.dtype, 4) * math.prod(c.shape) for c in caches)
+    needed = 2 * sum(dtype_bytes(c.dtype) * math.prod(c.shape) for c in caches)
     available = available_memory_bytes()
     if needed > available:
         positions = caches[0].shape[3] if caches[0].rank == 5 else "?"

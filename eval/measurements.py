@@ -29,8 +29,8 @@ from torch_mlir import ir
 
 from harden.backend.cache import default_cache_dir
 from harden.backend.engines import TorchEngine
-from harden.core.memory import available_memory_bytes
 from harden.core.files import write_atomically
+from harden.core.memory import available_memory_bytes
 from harden.core import progress
 from harden.eval.calibration import Calibration, calibrate
 from harden.eval.evaluate import BOS, sample_sequences, sample_tokens, split_bos, text_windows

@@ -121,8 +121,6 @@ def harden_import(argv: list[str]) -> int:
             write_parameter_file(params, imported.weights, imported.external_weights)
     except FrontendError as e:
         raise CommandError(str(e)) from None
-    except OSError as e:
-        raise CommandError(f"'{e.filename}': {e.strerror}" if e.filename else str(e)) from None
     try:
         write_output(args.output, imported.mlir_text())
     except BaseException:
