@@ -21,7 +21,6 @@ Problems (no provenance, a moved checkpoint, a calibration text that cannot be r
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -30,13 +29,13 @@ from torch_mlir import ir
 from harden.backend.cache import default_cache_dir
 from harden.backend.engines import TorchEngine
 from harden.core.files import write_atomically
-from harden.core.memory import available_memory_bytes
 from harden.core import progress
 from harden.eval.calibration import Calibration, calibrate
 from harden.eval.evaluate import BOS, sample_sequences, sample_tokens, split_bos, text_windows
 from harden.eval.sensitivity import SensitivityModel
-from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance, reference_model_from_provenance, tokenizer_from_provenance
-from harden.frontend.weights import FrontendError, reference_weight_shapes
+from harden.frontend.provenance import (PROVENANCE_ATTR, Provenance, load_provenance, reference_memory_shortfall, reference_model_from_provenance,
+                                        tokenizer_from_provenance)
+from harden.frontend.weights import FrontendError
 from harden.passes.ternary_policy import MeasurementError
 from harden.quant.options import TernaryOptions
 
@@ -133,12 +132,6 @@ class ModelMeasurements:
 
 
 def _check_fits_memory(provenance: Provenance) -> None:
-    """Refuses, before loading it, a PyTorch model whose f32 weights exceed the memory free
-    now (an 8B model's 32 GB on a 24 GiB machine): the alternative is the kernel's OOM kill."""
-    needed = 4 * sum(math.prod(shape) for shape in reference_weight_shapes(provenance.config).values())
-    available = available_memory_bytes()
-    if needed > available:
-        raise MeasurementError(
-            f"the PyTorch model of '{provenance.source}' needs {needed / 2**30:.1f} GiB of f32 weights, more than the "
-            f"{available / 2**30:.1f} GiB of memory available; policy=none quantizes without measuring it"
-        )
+    shortfall = reference_memory_shortfall(provenance)
+    if shortfall:
+        raise MeasurementError(f"{shortfall}; policy=none quantizes without measuring it")

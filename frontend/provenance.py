@@ -22,12 +22,14 @@ checkpoint, and a wrong file is never used silently.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch_mlir import ir
 
+from harden.core.memory import available_memory_bytes
 from harden.frontend.checkpoints import EMBEDDED_MODELS, PACKAGED_MODELS, Source, open_checkpoint
 from harden.frontend.gguf import GgufCheckpoint
 from harden.frontend.llama import Llama, LlamaConfig
@@ -35,7 +37,7 @@ from harden.frontend.llama2c import open_embedded
 from harden.frontend.random_init import RandomInit
 from harden.frontend.tokenizer import TextTokenizer, TokenizerSource, load_tokenizer
 from harden.frontend.torch_models import build_frontend_model
-from harden.frontend.weights import FrontendError, build_reference_model
+from harden.frontend.weights import FrontendError, build_reference_model, reference_weight_shapes
 
 PROVENANCE_ATTR = "harden.provenance"
 KINDS = ("llama2c", "hf", "gguf", "random")
@@ -177,6 +179,18 @@ def tokenizer_from_provenance(prov: Provenance, tokenizer: Path | None = None, c
     if location is None and prov.tokenizer.kind == "gguf" and prov.source in PACKAGED_MODELS:
         location = PACKAGED_MODELS[prov.source].path(prov.source)
     return load_tokenizer(prov.tokenizer, prov.config.vocab_size, location)
+
+
+def reference_memory_shortfall(prov: Provenance) -> str | None:
+    """Why the PyTorch model of `prov` cannot be built here, or None: its f32 weights exceed
+    the memory available now (an 8B model's 32 GB on a 24 GiB machine). Checked before
+    loading it: the alternative is the kernel's OOM kill."""
+    needed = 4 * sum(math.prod(shape) for shape in reference_weight_shapes(prov.config).values())
+    available = available_memory_bytes()
+    if needed <= available:
+        return None
+    return (f"the PyTorch model of '{prov.source}' needs {needed / 2**30:.1f} GiB of f32 weights, more than the "
+            f"{available / 2**30:.1f} GiB of memory available")
 
 
 def reference_model_from_provenance(prov: Provenance, checkpoint: Path | None = None, module_dir: Path | None = None) -> Llama:

@@ -222,3 +222,19 @@ func.func @decode(%t: tensor<1x1xi64>, %p: tensor<1xi64>, %k: tensor<1x1x1x8x2xf
     line = one_error_line(harden_run(workdir, "no_caches.mlir", "--reference", "none"), 2)
     assert line == ("harden-run: error: 'no_caches.mlir' does not have harden-import's prefill(tokens) -> (logits, k_cache, v_cache) "
                     "and decode(token, pos, k_cache, v_cache) -> (logits, k_cache, v_cache)")
+
+
+def test_a_reference_model_larger_than_memory_is_refused_before_it_loads(workdir, monkeypatch, capsys):
+    """--reference torch (the default) builds the PyTorch model of the provenance; one that
+    cannot fit (an 8B's 32 GB of f32 on a 24 GiB machine) is refused before it loads or
+    anything compiles, naming --reference none, not ended by the kernel's OOM kill."""
+    from harden.backend import modules
+    from harden.frontend import provenance
+    from harden.tools import harden_run as tool
+
+    monkeypatch.setattr(provenance, "available_memory_bytes", lambda: 1000)
+    monkeypatch.setattr(modules, "compile_vmfb", lambda *a, **k: pytest.fail("compiled before the check"))
+    assert tool.main([str(workdir / "tiny.mlir"), "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"harden-run: error: '{workdir / 'tiny.mlir'}': the PyTorch model of 'tiny' needs 0.0 GiB of f32 weights, "
+                          "more than the 0.0 GiB of memory available; --reference none runs the module alone") and err.count("\n") == 1, err

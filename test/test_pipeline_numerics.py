@@ -226,6 +226,8 @@ def test_a_reference_model_larger_than_memory_is_refused_before_it_loads(monkeyp
     from harden.passes.ternary_policy import MeasurementError
 
     module = import_model(open_model("stories260k"), seq_len=8, max_seq_len=32, external_weights=False).module
-    monkeypatch.setattr(measurements, "available_memory_bytes", lambda: 1000)
+    from harden.frontend import provenance
+
+    monkeypatch.setattr(provenance, "available_memory_bytes", lambda: 1000)
     with pytest.raises(MeasurementError, match=r"needs 0\.0 GiB of f32 weights, more than the 0\.0 GiB of memory available; policy=none"):
         measurements.ModelMeasurements()._model(measurements.load_provenance(module.operation))

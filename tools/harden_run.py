@@ -16,7 +16,7 @@ from harden.core import progress
 from harden.core.source import SourceError
 from harden.eval.evaluate import greedy_generate, measure_speed, perplexity, sample_sequences, split_bos, teacher_forced_logits, text_windows
 from harden.eval.metrics import compare_logits
-from harden.frontend.provenance import exported_model_from_provenance, tokenizer_from_provenance
+from harden.frontend.provenance import exported_model_from_provenance, reference_memory_shortfall, tokenizer_from_provenance
 from harden.frontend.tokenizer import TextTokenizer
 from harden.frontend.weights import FrontendError
 from harden.tools.cli import ArgumentParser, CommandError, check_output_path, run_command, write_output
@@ -108,6 +108,10 @@ def reference_engine(args, model):
                 "its PyTorch model; pass --reference FILE.mlir",
                 USAGE,
             )
+        shortfall = reference_memory_shortfall(model.provenance)
+        if shortfall:
+            raise CommandError(f"'{model.path}': {shortfall}; --reference none runs the module alone (speed only), "
+                               "--reference FILE.mlir compares it with another module")
         try:
             torch_model = exported_model_from_provenance(model.provenance, _path(args.checkpoint), model.path.parent)
         except FrontendError as e:
