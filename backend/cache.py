@@ -1,8 +1,10 @@
 """A content-addressed cache of IREE-compiled modules.
 
-The key is the SHA-256 of the MLIR text, the compiler flags and the IREE compiler
-version, so a second `harden-run` of the same module loads the flatbuffer instead of
-compiling again. Each entry carries the SHA-256 of its own bytes: a corrupt or partial
+The key is the SHA-256 of the MLIR text, the compiler flags, the IREE compiler version
+and the host (its CPU features, which `--iree-llvmcpu-target-cpu=host` compiles for, and
+the C kernel object a module with custom dispatches links), so a second `harden-run` of
+the same module on the same machine loads the flatbuffer instead of compiling again, and a
+cache shared between machines never hands one CPU's code to another. Each entry carries the SHA-256 of its own bytes: a corrupt or partial
 entry is detected, dropped and recompiled.
 """
 
@@ -31,13 +33,26 @@ def _iree_compiler_version() -> str:
     return version("iree-base-compiler")
 
 
+def _host_identity(mlir_text: str) -> str:
+    """What the flatbuffer depends on besides the text and flags: the CPU's feature flags and,
+    for a module calling the C kernels, the digest of the object it links."""
+    from harden.backend.custom_dispatch import has_custom_dispatches
+    from harden.kernels.contract import cpu_flags, kernel_build
+
+    parts = [" ".join(sorted(cpu_flags()))]
+    build = kernel_build()
+    if has_custom_dispatches(mlir_text) and build is not None and build[0].is_file():
+        parts.append(hashlib.sha256(build[0].read_bytes()).hexdigest())
+    return "\0".join(parts)
+
+
 @dataclass
 class CompileCache:
     directory: Path
 
     def key(self, mlir_text: str, flags: Sequence[str]) -> str:
         h = hashlib.sha256()
-        for part in (_iree_compiler_version(), "\0".join(flags), mlir_text):
+        for part in (_iree_compiler_version(), "\0".join(flags), _host_identity(mlir_text), mlir_text):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()

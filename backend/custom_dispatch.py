@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harden.kernels.contract import CUSTOM_DISPATCH_ATTR, DECODE_MAX_KP, KERNEL_OBJECT, unavailable_reason
+from harden.kernels.contract import CUSTOM_DISPATCH_ATTR, DECODE_MAX_KP, kernel_build, unavailable_reason
 
 
 class CustomDispatchError(RuntimeError):
@@ -49,9 +49,10 @@ def define_custom_dispatches(module, flags: Sequence[str]) -> None:
     if reason is not None:
         raise CustomDispatchError(f"the module calls the C ternary kernels, but {reason}")
     target = host_executable_target(tuple(flags))
+    kernel_object, _ = kernel_build()
     for declaration in declarations:
         kernel = KernelCall.from_declaration(declaration)
-        definitions = iree_ir.Module.parse(kernel.definition_text(target, KERNEL_OBJECT))
+        definitions = iree_ir.Module.parse(kernel.definition_text(target, kernel_object))
         for op in list(definitions.body.operations):
             module.body.append(op)
         declaration.operation.erase()

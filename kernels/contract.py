@@ -21,21 +21,36 @@ vector_reduction} tile sizes for IREE's CPU DoubleTilingExpert pipeline."""
 DECODE_MAX_KP = 16384
 """Longest padded row the C kernel's one-dispatch decode path quantizes on its stack."""
 
-KERNEL_OBJECT = Path(sys.prefix) / "harden-kernels" / "vnni_linear.o"
-"""Built from kernels/vnni_linear.c into the environment by the Makefile (`make install`)."""
+KERNEL_DIRECTORY = Path(sys.prefix) / "harden-kernels"
+"""Where the Makefile builds kernels/vnni_linear.c into the environment (`make install`)."""
 
-REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi")
-"""/proc/cpuinfo names of the features the object is compiled for (it has no run-time dispatch)."""
+KERNEL_BUILDS = (
+    ("vnni_linear.o", ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi"), "AVX-512 VNNI"),
+    ("vnni_linear_avx2.o", ("avx2", "fma"), "AVX2"),
+)
+"""The builds of the one C source, best first: (object, /proc/cpuinfo flags it needs, name).
+An object has no run-time dispatch of its own: the backend links the first one the host can
+run, so a module lowered on one CPU runs on another with the same results."""
+
+
+@functools.cache
+def kernel_build() -> tuple[Path, str] | None:
+    """(object, ISA name) of the C kernels for this host's CPU, or None if it has no build."""
+    flags = cpu_flags()
+    for name, required, isa in KERNEL_BUILDS:
+        if all(flag in flags for flag in required):
+            return KERNEL_DIRECTORY / name, isa
+    return None
 
 
 @functools.cache
 def unavailable_reason() -> str | None:
-    """Why the C kernels cannot run here (object not built, CPU features missing), or None."""
-    if not KERNEL_OBJECT.is_file():
-        return f"the kernel object {KERNEL_OBJECT} is not built (`make install` builds it)"
-    missing = [flag for flag in REQUIRED_CPU_FLAGS if flag not in cpu_flags()]
-    if missing:
-        return f"this CPU lacks {', '.join(missing)}"
+    """Why the C kernels cannot run here (CPU features missing, object not built), or None."""
+    build = kernel_build()
+    if build is None:
+        return f"this CPU lacks both AVX-512 VNNI and AVX2 with FMA (flags {', '.join(KERNEL_BUILDS[-1][1])})"
+    if not build[0].is_file():
+        return f"the kernel object {build[0]} is not built (`make install` builds it)"
     return None
 
 

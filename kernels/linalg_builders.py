@@ -196,6 +196,23 @@ def fake_quantize_int8_rows(x: ir.Value) -> ir.Value:
     )
 
 
+def column_scales(scales: ir.Value, group_size: int, columns: int) -> ir.Value:
+    """Group scales [P, N, Gn] -> [P, N, columns], each repeated over its group's columns,
+    without a `k floordiv G` map: IREE's CPU tiling rejects one whose step its vector
+    tile neither divides nor is divisible by (G = 3 against 8 on AVX2)."""
+    planes, rows, groups = tensor_info(scales.type).shape
+    element = ir.RankedTensorType(scales.type).element_type
+    repeated = generic([scales], zeros([planes, rows, groups, group_size], element),
+                       ["(p, n, g, j) -> (p, n, g)", "(p, n, g, j) -> (p, n, g, j)"], ["parallel"] * 4, lambda s, _out: s)
+    reassociation = ir.ArrayAttr.get([ir.ArrayAttr.get([_i64(0)]), ir.ArrayAttr.get([_i64(1)]), ir.ArrayAttr.get([_i64(2), _i64(3)])])
+    flat = tensor.CollapseShapeOp(ranked([planes, rows, groups * group_size], element), repeated, reassociation).result
+    if groups * group_size == columns:
+        return flat
+    return tensor.ExtractSliceOp(
+        ranked([planes, rows, columns], element), flat, [], [], [], [0, 0, 0], [planes, rows, columns], [1, 1, 1]
+    ).result
+
+
 def split_columns(w: ir.Value, group_size: int) -> ir.Value:
     """[R, K] -> [R, K / group_size, group_size]: a matrix's rows cut into column groups."""
     rows, columns = tensor_info(w.type).shape

@@ -1,4 +1,4 @@
-"""The C custom-dispatch kernels of the integer linears (AVX-512 VNNI), torch-mlir side.
+"""The C custom-dispatch kernels of the integer linears (AVX-512 VNNI or AVX2), torch-mlir side.
 
 The kernels (kernels/vnni_linear.c) read unsigned W-bit codes c = q + z at run time (W = 2:
 ternary t + 1 or a base-4 digit; W = 4: codes of up to 4 bits, z = 8; W = 8: up to 8 bits,

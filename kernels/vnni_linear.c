@@ -1,4 +1,4 @@
-// Integer-code linear microkernels (AVX-512 VNNI) for IREE custom CPU dispatches.
+// Integer-code linear microkernels (AVX-512 VNNI, or AVX2) for IREE custom CPU dispatches.
 //
 // y[m, n] = sum_p sum_g scale[p, n, g] * sum_{k in g} q[p, n, k] * x[m, k] for integer codes q
 // stored as unsigned W-bit codes c = q + z (W = 2, 4 or 8; zero code z = 1, 8, 128), computed
@@ -18,11 +18,18 @@
 // side (backend/custom_dispatch.py) declares these functions and dispatches them, one workgroup
 // per `rows_per_wg` output rows. Entry points: linear_w{2,4,8}_{int8,fixed32}[_decode]_wg.
 //
-// Build (the Makefile does this at install time; IREE links the object into its embedded ELF
-// executables, so: freestanding, no libc, no TLS, no globals):
+// Two builds of this one source, the same entry points and results bit for bit (integer sums
+// are exact; the f32 steps are the same operations in the same order): the backend links the
+// one the host can run (kernels/contract.py). The Makefile builds both at install time; IREE
+// links the object into its embedded ELF executables, so: freestanding, no libc, no TLS, no
+// globals:
 //   python -m ziglang cc -target x86_64-freestanding -ffreestanding -fno-builtin -O3 -g0 \
-//     -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -c vnni_linear.c
-// The object has no run-time CPU dispatch: it needs those five features on the host.
+//     -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -c vnni_linear.c  (vnni_linear.o)
+//   python -m ziglang cc ... -mavx2 -mfma -c vnni_linear.c -o vnni_linear_avx2.o
+// AVX2 has no vpdpbusd: `vpmaddubsw` (u8 x s8 pairs into saturating s16) and `vpmaddwd` against
+// ones take its place. Codes of up to 4 bits cannot saturate (2 * 15 * 128 < 2^15); 8-bit codes
+// are split into their two 4-bit halves, the high one weighted by 16 in `vpmaddwd`. It is the
+// path for CPUs without AVX-512 (AMD Zen 1-3, most client CPUs).
 //
 // Every memref argument arrives as its MLIR descriptor (base, aligned, offset, size, stride)
 // for a 1-D memref; only `aligned + offset` is used.
@@ -49,12 +56,209 @@
 // four digit planes: 64 KiB).
 #define DECODE_MAX_KP 16384
 
+// ------------------------------------------------------------------------------------------
+// The vector layer: vint holds 16 int32 lanes (64 bytes: one 16-row vector of codes), vflt 16
+// f32 lanes (16 output rows). One zmm register on AVX-512, two ymm registers on AVX2.
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__)
+
+typedef __m512i vint;
+typedef __m512 vflt;
+
+INLINE vint vi_load(const void *p) { return _mm512_loadu_si512(p); }
+INLINE vint vi_zero(void) { return _mm512_setzero_si512(); }
+INLINE vint vi_set1(int32_t v) { return _mm512_set1_epi32(v); }
+INLINE vint vi_set1_8(char v) { return _mm512_set1_epi8(v); }
+INLINE vint vi_add(vint a, vint b) { return _mm512_add_epi32(a, b); }
+INLINE vint vi_sub(vint a, vint b) { return _mm512_sub_epi32(a, b); }
+INLINE vint vi_and(vint a, vint b) { return _mm512_and_si512(a, b); }
+INLINE vint vi_xor(vint a, vint b) { return _mm512_xor_si512(a, b); }
+INLINE vint vi_srli16(vint a, int n) { return _mm512_srli_epi16(a, n); }
+// acc + in each lane the sum of its four u8 codes times the four s8 activations of x.
+INLINE vint vi_dot(vint acc, vint codes, vint x, int W) { (void)W; return _mm512_dpbusd_epi32(acc, codes, x); }
+INLINE int32_t vi_sum(vint a) { return _mm512_reduce_add_epi32(a); }
+// Partial dot products (see the AVX2 layer): int32 lanes here, so a partial never needs widening
+// before the end of a scale group.
+typedef vint vpart;
+#define ROW_BLOCKS 2  // 16-row blocks per pass: 32 zmm registers hold FIXED32's 8 accumulators twice over
+INLINE int64_t part_steps(int W) { (void)W; return INT64_MAX; }
+INLINE vpart vp_dot(vpart part, vint codes, vint x, int W) { return vi_dot(part, codes, x, W); }
+INLINE vint vp_widen(vint acc, vpart part, int W) { (void)W; return _mm512_add_epi32(acc, part); }
+
+INLINE vflt vf_zero(void) { return _mm512_setzero_ps(); }
+INLINE vflt vf_set1(float v) { return _mm512_set1_ps(v); }
+INLINE vflt vf_load(const float *p) { return _mm512_loadu_ps(p); }
+INLINE vflt vf_from_int(vint a) { return _mm512_cvtepi32_ps(a); }
+INLINE vflt vf_add(vflt a, vflt b) { return _mm512_add_ps(a, b); }
+INLINE vflt vf_mul(vflt a, vflt b) { return _mm512_mul_ps(a, b); }
+INLINE vflt vf_fmadd(vflt a, vflt b, vflt c) { return _mm512_fmadd_ps(a, b, c); }
+INLINE vflt vf_fnmadd(vflt a, vflt b, vflt c) { return _mm512_fnmadd_ps(a, b, c); }
+INLINE vflt vf_min(vflt a, vflt b) { return _mm512_min_ps(a, b); }
+INLINE vflt vf_max(vflt a, vflt b) { return _mm512_max_ps(a, b); }
+INLINE vflt vf_abs(vflt a) { return _mm512_abs_ps(a); }
+INLINE vflt vf_round(vflt a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+INLINE float vf_reduce_max(vflt a) { return _mm512_reduce_max_ps(a); }
+// x[k .. k + 16), zero at and beyond K.
+INLINE vflt vf_load_below(const float *x, int64_t k, int64_t K) {
+  return _mm512_maskz_loadu_ps(k + 16 <= K ? (__mmask16)0xFFFF : (k < K ? (__mmask16)((1u << (K - k)) - 1) : 0), x + k);
+}
+// Stores 16 results, masked to the rows below N.
+INLINE void store_rows(float *y, int64_t n, int64_t N, vflt v) {
+  int64_t r = N - n;
+  if (r >= 16) _mm512_storeu_ps(y + n, v);
+  else if (r > 0) _mm512_mask_storeu_ps(y + n, (__mmask16)((1u << r) - 1), v);
+}
+// 16 integral values in [-127, 127] as int8 at dst.
+INLINE void store_int8(int8_t *dst, vflt q) { _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(q))); }
+// 16 int32 of four digit bytes each (columns k .. k + 16) as four planes of 16 bytes, xq[d][Kp].
+INLINE void store_digit_planes(int8_t *xq, int64_t Kp, int64_t k, vint digits) {
+  // byte permutation: 16 int32 (4 digit bytes each) -> 4 planes of 16 bytes (digit-major)
+  const __m512i planes = _mm512_set_epi8(63, 59, 55, 51, 47, 43, 39, 35, 31, 27, 23, 19, 15, 11, 7, 3,
+                                         62, 58, 54, 50, 46, 42, 38, 34, 30, 26, 22, 18, 14, 10, 6, 2,
+                                         61, 57, 53, 49, 45, 41, 37, 33, 29, 25, 21, 17, 13, 9, 5, 1,
+                                         60, 56, 52, 48, 44, 40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
+  __m512i pl = _mm512_permutexvar_epi8(planes, digits);
+  _mm_storeu_si128((__m128i *)(xq + k), _mm512_extracti32x4_epi32(pl, 0));
+  _mm_storeu_si128((__m128i *)(xq + Kp + k), _mm512_extracti32x4_epi32(pl, 1));
+  _mm_storeu_si128((__m128i *)(xq + 2 * Kp + k), _mm512_extracti32x4_epi32(pl, 2));
+  _mm_storeu_si128((__m128i *)(xq + 3 * Kp + k), _mm512_extracti32x4_epi32(pl, 3));
+}
+INLINE vint vi_from_flt(vflt a) { return _mm512_cvtps_epi32(a); }
+
+#elif defined(__AVX2__) && defined(__FMA__)
+
+typedef struct { __m256i lo, hi; } vint;  // lanes 0-7 (rows 0-7 of a block), 8-15
+typedef struct { __m256 lo, hi; } vflt;
+
+#define VI2(expr_lo, expr_hi) do { vint r_; r_.lo = (expr_lo); r_.hi = (expr_hi); return r_; } while (0)
+#define VF2(expr_lo, expr_hi) do { vflt r_; r_.lo = (expr_lo); r_.hi = (expr_hi); return r_; } while (0)
+
+INLINE vint vi_load(const void *p) { VI2(_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)p + 1)); }
+INLINE vint vi_zero(void) { VI2(_mm256_setzero_si256(), _mm256_setzero_si256()); }
+INLINE vint vi_set1(int32_t v) { VI2(_mm256_set1_epi32(v), _mm256_set1_epi32(v)); }
+INLINE vint vi_set1_8(char v) { VI2(_mm256_set1_epi8(v), _mm256_set1_epi8(v)); }
+INLINE vint vi_add(vint a, vint b) { VI2(_mm256_add_epi32(a.lo, b.lo), _mm256_add_epi32(a.hi, b.hi)); }
+INLINE vint vi_sub(vint a, vint b) { VI2(_mm256_sub_epi32(a.lo, b.lo), _mm256_sub_epi32(a.hi, b.hi)); }
+INLINE vint vi_and(vint a, vint b) { VI2(_mm256_and_si256(a.lo, b.lo), _mm256_and_si256(a.hi, b.hi)); }
+INLINE vint vi_xor(vint a, vint b) { VI2(_mm256_xor_si256(a.lo, b.lo), _mm256_xor_si256(a.hi, b.hi)); }
+INLINE vint vi_srli16(vint a, int n) { VI2(_mm256_srli_epi16(a.lo, n), _mm256_srli_epi16(a.hi, n)); }
+// u8 codes of at most 4 bits times s8 x: vpmaddubsw's pair sums stay below 2^15.
+INLINE __m256i dot_narrow(__m256i acc, __m256i codes, __m256i x, __m256i weight) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), weight));
+}
+// acc + in each lane the sum of its four u8 codes times the four s8 activations of x.
+INLINE vint vi_dot(vint acc, vint codes, vint x, int W) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if (W < 8) VI2(dot_narrow(acc.lo, codes.lo, x.lo, ones), dot_narrow(acc.hi, codes.hi, x.hi, ones));
+  const __m256i nibble = _mm256_set1_epi8(15), sixteen = _mm256_set1_epi16(16);
+  __m256i lo = dot_narrow(acc.lo, _mm256_and_si256(codes.lo, nibble), x.lo, ones);
+  __m256i hi = dot_narrow(acc.hi, _mm256_and_si256(codes.hi, nibble), x.hi, ones);
+  lo = dot_narrow(lo, _mm256_and_si256(_mm256_srli_epi16(codes.lo, 4), nibble), x.lo, sixteen);
+  hi = dot_narrow(hi, _mm256_and_si256(_mm256_srli_epi16(codes.hi, 4), nibble), x.hi, sixteen);
+  VI2(lo, hi);
+}
+// Partial dot products: for codes of up to 4 bits, vpmaddubsw's int16 pair sums are added up in
+// int16 for `part_steps` steps (|sum| < 2^15) and widened once with vpmaddwd, instead of a
+// vpmaddwd and an add per step. 8-bit codes accumulate in int32 (vi_dot) from the start.
+typedef vint vpart;
+#define ROW_BLOCKS 1  // 16-row blocks per pass: FIXED32's 4 digits x 2 halves fill 8 of 16 ymm registers
+INLINE int64_t part_steps(int W) { return W < 8 ? 32767 / (2 * 128 * ((1 << W) - 1)) : INT64_MAX; }
+INLINE vpart vp_dot(vpart part, vint codes, vint x, int W) {
+  if (W == 8) return vi_dot(part, codes, x, W);
+  VI2(_mm256_add_epi16(part.lo, _mm256_maddubs_epi16(codes.lo, x.lo)), _mm256_add_epi16(part.hi, _mm256_maddubs_epi16(codes.hi, x.hi)));
+}
+INLINE vint vp_widen(vint acc, vpart part, int W) {
+  if (W == 8) return vi_add(acc, part);
+  const __m256i ones = _mm256_set1_epi16(1);
+  VI2(_mm256_add_epi32(acc.lo, _mm256_madd_epi16(part.lo, ones)), _mm256_add_epi32(acc.hi, _mm256_madd_epi16(part.hi, ones)));
+}
+INLINE int32_t vi_sum(vint a) {
+  __m256i s = _mm256_add_epi32(a.lo, a.hi);
+  __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+  return _mm_cvtsi128_si32(t);
+}
+
+INLINE vflt vf_zero(void) { VF2(_mm256_setzero_ps(), _mm256_setzero_ps()); }
+INLINE vflt vf_set1(float v) { VF2(_mm256_set1_ps(v), _mm256_set1_ps(v)); }
+INLINE vflt vf_load(const float *p) { VF2(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)); }
+INLINE vflt vf_from_int(vint a) { VF2(_mm256_cvtepi32_ps(a.lo), _mm256_cvtepi32_ps(a.hi)); }
+INLINE vflt vf_add(vflt a, vflt b) { VF2(_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)); }
+INLINE vflt vf_mul(vflt a, vflt b) { VF2(_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)); }
+INLINE vflt vf_fmadd(vflt a, vflt b, vflt c) { VF2(_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)); }
+INLINE vflt vf_fnmadd(vflt a, vflt b, vflt c) { VF2(_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)); }
+INLINE vflt vf_min(vflt a, vflt b) { VF2(_mm256_min_ps(a.lo, b.lo), _mm256_min_ps(a.hi, b.hi)); }
+INLINE vflt vf_max(vflt a, vflt b) { VF2(_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)); }
+INLINE vflt vf_abs(vflt a) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  VF2(_mm256_and_ps(a.lo, magnitude), _mm256_and_ps(a.hi, magnitude));
+}
+INLINE vflt vf_round(vflt a) {
+  VF2(_mm256_round_ps(a.lo, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+      _mm256_round_ps(a.hi, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+INLINE float vf_reduce_max(vflt a) {
+  __m256 m = _mm256_max_ps(a.lo, a.hi);
+  __m128 t = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  t = _mm_max_ps(t, _mm_shuffle_ps(t, t, 0x4E));
+  t = _mm_max_ps(t, _mm_shuffle_ps(t, t, 0xB1));
+  return _mm_cvtss_f32(t);
+}
+// Lanes below `count` of 0..7 and 8..15, as vpmaskmov masks.
+INLINE __m256i lanes_below_lo(int64_t count) { return _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+INLINE __m256i lanes_below_hi(int64_t count) { return _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)count), _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15)); }
+// x[k .. k + 16), zero at and beyond K (masked loads do not touch the memory they skip).
+INLINE vflt vf_load_below(const float *x, int64_t k, int64_t K) {
+  if (k + 16 <= K) return vf_load(x + k);
+  int64_t r = k < K ? K - k : 0;
+  VF2(_mm256_maskload_ps(x + k, lanes_below_lo(r)), _mm256_maskload_ps(x + k + 8, lanes_below_hi(r) ));
+}
+// Stores 16 results, masked to the rows below N.
+INLINE void store_rows(float *y, int64_t n, int64_t N, vflt v) {
+  int64_t r = N - n;
+  if (r >= 16) {
+    _mm256_storeu_ps(y + n, v.lo);
+    _mm256_storeu_ps(y + n + 8, v.hi);
+  } else if (r > 0) {
+    _mm256_maskstore_ps(y + n, lanes_below_lo(r), v.lo);
+    _mm256_maskstore_ps(y + n + 8, lanes_below_hi(r), v.hi);
+  }
+}
+// 16 integral values in [-127, 127] as int8 at dst.
+INLINE void store_int8(int8_t *dst, vflt q) {
+  // packs interleaves the 128-bit halves: [a0-3 b0-3 | a4-7 b4-7] -> [a0-7 | b0-7]
+  __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_cvttps_epi32(q.lo), _mm256_cvttps_epi32(q.hi)), 0xD8);
+  _mm_storeu_si128((__m128i *)dst, _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1)));
+}
+typedef int64_t __attribute__((may_alias, aligned(1))) unaligned_i64;
+// 16 int32 of four digit bytes each (columns k .. k + 16) as four planes of 16 bytes, xq[d][Kp].
+INLINE void store_digit_planes(int8_t *xq, int64_t Kp, int64_t k, vint digits) {
+  // within each 128-bit lane, bytes by digit (4 columns per dword); then dwords to digit-major
+  // order, so 64-bit word d holds digit d of 8 columns
+  const __m256i by_digit = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                            0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  __m256i lo = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(digits.lo, by_digit), order);
+  __m256i hi = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(digits.hi, by_digit), order);
+#define PLANE(D)                                                          \
+  *(unaligned_i64 *)(xq + (D) * Kp + k) = _mm256_extract_epi64(lo, D);   \
+  *(unaligned_i64 *)(xq + (D) * Kp + k + 8) = _mm256_extract_epi64(hi, D);
+  PLANE(0) PLANE(1) PLANE(2) PLANE(3)
+#undef PLANE
+}
+INLINE vint vi_from_flt(vflt a) { VI2(_mm256_cvtps_epi32(a.lo), _mm256_cvtps_epi32(a.hi)); }
+
+#else
+#error "vnni_linear.c needs AVX-512 (F, BW, VL, VNNI, VBMI) or AVX2 with FMA"
+#endif
+
 // Step s (0..3) of 16-column block kb of a row block's codes w: 16 rows x 4 columns, as bytes.
-INLINE __m512i step_codes(const uint8_t *w, int64_t kb, int s, int W) {
+INLINE vint step_codes(const uint8_t *w, int64_t kb, int s, int W) {
   const int per = 8 / W;  // steps per 64-byte vector
-  __m512i v = _mm512_loadu_si512(w + (kb * (W / 2) + s / per) * 64);
+  vint v = vi_load(w + (kb * (W / 2) + s / per) * 64);
   if (W == 8) return v;
-  return _mm512_and_si512(_mm512_srli_epi16(v, W * (s % per)), _mm512_set1_epi8((char)((1 << W) - 1)));
+  return vi_and(vi_srli16(v, W * (s % per)), vi_set1_8((char)((1 << W) - 1)));
 }
 
 INLINE int32_t zero_code(int W) { return W == 2 ? 1 : W == 4 ? 8 : 128; }
@@ -64,24 +268,17 @@ INLINE int64_t row_block_bytes(int64_t KB, int W) { return KB * 32 * W; }
 
 // Per-group sums of one row of quantized activations (the sum(x) of sum(c * x) - z sum(x)).
 static void group_sums(const int8_t *x, int64_t KB, int64_t kbg, int32_t *gsum) {
-  const __m512i ones = _mm512_set1_epi8(1);
+  const vint ones = vi_set1_8(1);
   for (int64_t g0 = 0, gi = 0; g0 < KB; g0 += kbg, ++gi) {
     int64_t g1 = g0 + kbg < KB ? g0 + kbg : KB;
-    __m512i s = _mm512_setzero_si512();
+    vint s = vi_zero();
     int64_t kb = g0;
-    for (; kb + 4 <= g1; kb += 4) s = _mm512_dpbusd_epi32(s, ones, _mm512_loadu_si512(x + kb * 16));
-    int32_t t = _mm512_reduce_add_epi32(s);
+    for (; kb + 4 <= g1; kb += 4) s = vi_dot(s, ones, vi_load(x + kb * 16), 2);
+    int32_t t = vi_sum(s);
     for (; kb < g1; ++kb)
       for (int r = 0; r < 16; ++r) t += x[kb * 16 + r];
     gsum[gi] = t;
   }
-}
-
-// Stores 16 results, masked to the rows below N.
-static inline void store_rows(float *y, int64_t n, int64_t N, __m512 v) {
-  int64_t r = N - n;
-  if (r >= 16) _mm512_storeu_ps(y + n, v);
-  else if (r > 0) _mm512_mask_storeu_ps(y + n, (__mmask16)((1u << r) - 1), v);
 }
 
 // One 16-column block kb of two 16-row blocks (codes w0, w1) against four int8 rows (four
@@ -89,15 +286,15 @@ static inline void store_rows(float *y, int64_t n, int64_t N, __m512 v) {
 // independent vpdpbusd chains. Used by the INT8 four-token path and by FIXED32.
 #define FOUR_ROWS_TWO_BLOCKS(X0, X1, X2, X3)                                            \
   for (int s = 0; s < 4; ++s) {                                                        \
-    __m512i c0 = step_codes(w0, kb, s, W), c1 = step_codes(w1, kb, s, W);              \
-    __m512i q0 = _mm512_set1_epi32(((const int32_t *)(X0 + kb * 16))[s]);              \
-    __m512i q1 = _mm512_set1_epi32(((const int32_t *)(X1 + kb * 16))[s]);              \
-    __m512i q2 = _mm512_set1_epi32(((const int32_t *)(X2 + kb * 16))[s]);              \
-    __m512i q3 = _mm512_set1_epi32(((const int32_t *)(X3 + kb * 16))[s]);              \
-    a0 = _mm512_dpbusd_epi32(a0, c0, q0); b0 = _mm512_dpbusd_epi32(b0, c1, q0);        \
-    a1 = _mm512_dpbusd_epi32(a1, c0, q1); b1 = _mm512_dpbusd_epi32(b1, c1, q1);        \
-    a2 = _mm512_dpbusd_epi32(a2, c0, q2); b2 = _mm512_dpbusd_epi32(b2, c1, q2);        \
-    a3 = _mm512_dpbusd_epi32(a3, c0, q3); b3 = _mm512_dpbusd_epi32(b3, c1, q3);        \
+    vint c0 = step_codes(w0, kb, s, W), c1 = step_codes(w1, kb, s, W);              \
+    vint q0 = vi_set1(((const int32_t *)(X0 + kb * 16))[s]);              \
+    vint q1 = vi_set1(((const int32_t *)(X1 + kb * 16))[s]);              \
+    vint q2 = vi_set1(((const int32_t *)(X2 + kb * 16))[s]);              \
+    vint q3 = vi_set1(((const int32_t *)(X3 + kb * 16))[s]);              \
+    a0 = vi_dot(a0, c0, q0, W); b0 = vi_dot(b0, c1, q0, W);        \
+    a1 = vi_dot(a1, c0, q1, W); b1 = vi_dot(b1, c1, q1, W);        \
+    a2 = vi_dot(a2, c0, q2, W); b2 = vi_dot(b2, c1, q2, W);        \
+    a3 = vi_dot(a3, c0, q3, W); b3 = vi_dot(b3, c1, q3, W);        \
   }
 
 // INT8, four tokens at a time (prefill): each unpacked weight vector serves four activation rows.
@@ -116,8 +313,8 @@ INLINE int64_t int8_four_tokens(const int8_t *xq, const float *xs, const uint8_t
     const int8_t *x0 = xq + m0 * Kp, *x1 = x0 + Kp, *x2 = x1 + Kp, *x3 = x2 + Kp;
     for (int64_t n1 = row0 / 16; n1 < row1 / 16; n1 += 2) {
       const int two = (n1 + 2 <= row1 / 16);
-      __m512 ya0 = _mm512_setzero_ps(), ya1 = ya0, ya2 = ya0, ya3 = ya0;
-      __m512 yb0 = ya0, yb1 = ya0, yb2 = ya0, yb3 = ya0;
+      vflt ya0 = vf_zero(), ya1 = ya0, ya2 = ya0, ya3 = ya0;
+      vflt yb0 = ya0, yb1 = ya0, yb2 = ya0, yb3 = ya0;
       for (int64_t p = 0; p < P; ++p) {
         const uint8_t *w0 = wb + (p * (Np / 16) + n1) * rb;
         const uint8_t *w1 = two ? w0 + rb : w0;
@@ -125,25 +322,25 @@ INLINE int64_t int8_four_tokens(const int8_t *xq, const float *xs, const uint8_t
         const float *s1p = two ? s0p + 16 * Gn : s0p;
         for (int64_t g0 = 0, gi = 0; g0 < KB; g0 += kbg, ++gi) {
           int64_t g1 = g0 + kbg < KB ? g0 + kbg : KB;
-          __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-          __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+          vint a0 = vi_zero(), a1 = a0, a2 = a0, a3 = a0;
+          vint b0 = a0, b1 = a0, b2 = a0, b3 = a0;
           for (int64_t kb = g0; kb < g1; ++kb) {
             FOUR_ROWS_TWO_BLOCKS(x0, x1, x2, x3)
           }
-          __m512 sa = _mm512_loadu_ps(s0p + gi * 16), sb = _mm512_loadu_ps(s1p + gi * 16);
-#define ACC(Y, A, S, Q) Y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(A, _mm512_set1_epi32(z * gsum[Q][gi]))), S, Y);
+          vflt sa = vf_load(s0p + gi * 16), sb = vf_load(s1p + gi * 16);
+#define ACC(Y, A, S, Q) Y = vf_fmadd(vf_from_int(vi_sub(A, vi_set1(z * gsum[Q][gi]))), S, Y);
           ACC(ya0, a0, sa, 0) ACC(ya1, a1, sa, 1) ACC(ya2, a2, sa, 2) ACC(ya3, a3, sa, 3)
           ACC(yb0, b0, sb, 0) ACC(yb1, b1, sb, 1) ACC(yb2, b2, sb, 2) ACC(yb3, b3, sb, 3)
 #undef ACC
         }
       }
       const int64_t n = n1 * 16;
-      __m512 ya[4] = {ya0, ya1, ya2, ya3}, yb[4] = {yb0, yb1, yb2, yb3};
+      vflt ya[4] = {ya0, ya1, ya2, ya3}, yb[4] = {yb0, yb1, yb2, yb3};
       for (int q = 0; q < 4; ++q) {
-        __m512 step = _mm512_set1_ps(xs[m0 + q]);
+        vflt step = vf_set1(xs[m0 + q]);
         float *yr = y + (m0 + q) * N;
-        store_rows(yr, n, N, _mm512_mul_ps(ya[q], step));
-        if (two) store_rows(yr, n + 16, N, _mm512_mul_ps(yb[q], step));
+        store_rows(yr, n, N, vf_mul(ya[q], step));
+        if (two) store_rows(yr, n + 16, N, vf_mul(yb[q], step));
       }
     }
   }
@@ -161,45 +358,49 @@ INLINE void int8_rows(const int8_t *xq, const float *xs, const uint8_t *wb, cons
   const int32_t z = zero_code(W);
   int32_t gsum[MAX_GROUPS];
   int64_t m = M >= 4 ? int8_four_tokens(xq, xs, wb, sc, y, M, N, Kp, P, G, Gn, Np, row0, row1, W) : 0;
+  // ROW_BLOCKS 16-row blocks at a time (past the last block, the extra ones repeat the first
+  // and are not stored); steps 0, 2 and 1, 3 of a column block in two chains; partial sums
+  // widened every `chunk` column blocks.
+  const int64_t chunk = part_steps(W) / 2 < KB ? part_steps(W) / 2 : KB;
   for (; m < M; ++m) {
     const int8_t *x = xq + m * Kp;
-    const __m512 step = _mm512_set1_ps(xs[m]);
+    const vflt step = vf_set1(xs[m]);
     group_sums(x, KB, kbg, gsum);
-    // two 16-row blocks at a time (the second one repeats the first past the last block):
-    // 4 independent vpdpbusd chains
-    for (int64_t n1 = row0 / 16; n1 < row1 / 16; n1 += 2) {
-      const int two = (n1 + 2 <= row1 / 16);
-      __m512 y0 = _mm512_setzero_ps(), y1 = y0;
+    for (int64_t n1 = row0 / 16; n1 < row1 / 16; n1 += ROW_BLOCKS) {
+      vflt yb[ROW_BLOCKS];
+      for (int b = 0; b < ROW_BLOCKS; ++b) yb[b] = vf_zero();
       for (int64_t p = 0; p < P; ++p) {
-        const uint8_t *w0 = wb + (p * (Np / 16) + n1) * rb;
-        const uint8_t *w1 = two ? w0 + rb : w0;
-        const float *s0p = sc + (p * Np + n1 * 16) * Gn;
-        const float *s1p = two ? s0p + 16 * Gn : s0p;
+        const uint8_t *w[ROW_BLOCKS];
+        const float *sp[ROW_BLOCKS];
+        for (int b = 0; b < ROW_BLOCKS; ++b) {
+          const int64_t nb = n1 + b < row1 / 16 ? n1 + b : n1;
+          w[b] = wb + (p * (Np / 16) + nb) * rb;
+          sp[b] = sc + (p * Np + nb * 16) * Gn;
+        }
         for (int64_t g0 = 0, gi = 0; g0 < KB; g0 += kbg, ++gi) {
           int64_t g1 = g0 + kbg < KB ? g0 + kbg : KB;
-          __m512i a0 = _mm512_setzero_si512(), a1 = a0, b0 = a0, b1 = a0;
-          for (int64_t kb = g0; kb < g1; ++kb) {
-            const int32_t *x4 = (const int32_t *)(x + kb * 16);
-            __m512i x0 = _mm512_set1_epi32(x4[0]), x1 = _mm512_set1_epi32(x4[1]);
-            __m512i x2 = _mm512_set1_epi32(x4[2]), x3 = _mm512_set1_epi32(x4[3]);
-            a0 = _mm512_dpbusd_epi32(a0, step_codes(w0, kb, 0, W), x0);
-            a1 = _mm512_dpbusd_epi32(a1, step_codes(w0, kb, 1, W), x1);
-            b0 = _mm512_dpbusd_epi32(b0, step_codes(w1, kb, 0, W), x0);
-            b1 = _mm512_dpbusd_epi32(b1, step_codes(w1, kb, 1, W), x1);
-            a0 = _mm512_dpbusd_epi32(a0, step_codes(w0, kb, 2, W), x2);
-            a1 = _mm512_dpbusd_epi32(a1, step_codes(w0, kb, 3, W), x3);
-            b0 = _mm512_dpbusd_epi32(b0, step_codes(w1, kb, 2, W), x2);
-            b1 = _mm512_dpbusd_epi32(b1, step_codes(w1, kb, 3, W), x3);
+          vint acc[ROW_BLOCKS][2];
+          for (int b = 0; b < ROW_BLOCKS; ++b) acc[b][0] = acc[b][1] = vi_zero();
+          for (int64_t c0 = g0; c0 < g1; c0 += chunk) {
+            const int64_t c1 = c0 + chunk < g1 ? c0 + chunk : g1;
+            vpart part[ROW_BLOCKS][2];
+            for (int b = 0; b < ROW_BLOCKS; ++b) part[b][0] = part[b][1] = vi_zero();
+            for (int64_t kb = c0; kb < c1; ++kb) {
+              const int32_t *x4 = (const int32_t *)(x + kb * 16);
+              for (int s = 0; s < 4; ++s) {
+                const vint xs4 = vi_set1(x4[s]);
+                for (int b = 0; b < ROW_BLOCKS; ++b) part[b][s & 1] = vp_dot(part[b][s & 1], step_codes(w[b], kb, s, W), xs4, W);
+              }
+            }
+            for (int b = 0; b < ROW_BLOCKS; ++b)
+              for (int c = 0; c < 2; ++c) acc[b][c] = vp_widen(acc[b][c], part[b][c], W);
           }
-          __m512i gs = _mm512_set1_epi32(z * gsum[gi]);
-          __m512i ra = _mm512_sub_epi32(_mm512_add_epi32(a0, a1), gs);
-          __m512i rb2 = _mm512_sub_epi32(_mm512_add_epi32(b0, b1), gs);
-          y0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ra), _mm512_loadu_ps(s0p + gi * 16), y0);
-          y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(rb2), _mm512_loadu_ps(s1p + gi * 16), y1);
+          const vint gs = vi_set1(z * gsum[gi]);
+          for (int b = 0; b < ROW_BLOCKS; ++b)
+            yb[b] = vf_fmadd(vf_from_int(vi_sub(vi_add(acc[b][0], acc[b][1]), gs)), vf_load(sp[b] + gi * 16), yb[b]);
         }
       }
-      store_rows(y + m * N, n1 * 16, N, _mm512_mul_ps(y0, step));
-      if (two) store_rows(y + m * N, n1 * 16 + 16, N, _mm512_mul_ps(y1, step));
+      for (int b = 0; b < ROW_BLOCKS && n1 + b < row1 / 16; ++b) store_rows(y + m * N, (n1 + b) * 16, N, vf_mul(yb[b], step));
     }
   }
 }
@@ -215,44 +416,60 @@ INLINE void fixed32_rows(const int8_t *xq, const float *xs, const uint8_t *wb, c
   const int64_t rb = row_block_bytes(KB, W);
   const int32_t z = zero_code(W);
   int32_t gsum[4][MAX_GROUPS];
+  // ROW_BLOCKS 16-row blocks at a time, as in int8_rows; one chain per digit.
+  const int64_t chunk = part_steps(W) / 4 < KB ? part_steps(W) / 4 : KB;
   for (int64_t m = 0; m < M; ++m) {
     const int8_t *x = xq + m * 4 * Kp;
-    const __m512 unit = _mm512_set1_ps(xs[m]);
+    const vflt unit = vf_set1(xs[m]);
     for (int d = 0; d < 4; ++d) group_sums(x + d * Kp, KB, kbg, gsum[d]);
-    const int8_t *x0p = x, *x1p = x + Kp, *x2p = x + 2 * Kp, *x3p = x + 3 * Kp;
-    for (int64_t n1 = row0 / 16; n1 < row1 / 16; n1 += 2) {
-      const int two = (n1 + 2 <= row1 / 16);
-      __m512 y0 = _mm512_setzero_ps(), y1 = y0;
+    for (int64_t n1 = row0 / 16; n1 < row1 / 16; n1 += ROW_BLOCKS) {
+      vflt yb[ROW_BLOCKS];
+      for (int b = 0; b < ROW_BLOCKS; ++b) yb[b] = vf_zero();
       for (int64_t p = 0; p < P; ++p) {
-        const uint8_t *w0 = wb + (p * (Np / 16) + n1) * rb;
-        const uint8_t *w1 = two ? w0 + rb : w0;
-        const float *s0p = sc + (p * Np + n1 * 16) * Gn;
-        const float *s1p = two ? s0p + 16 * Gn : s0p;
+        const uint8_t *w[ROW_BLOCKS];
+        const float *sp[ROW_BLOCKS];
+        for (int b = 0; b < ROW_BLOCKS; ++b) {
+          const int64_t nb = n1 + b < row1 / 16 ? n1 + b : n1;
+          w[b] = wb + (p * (Np / 16) + nb) * rb;
+          sp[b] = sc + (p * Np + nb * 16) * Gn;
+        }
         for (int64_t g0 = 0, gi = 0; g0 < KB; g0 += kbg, ++gi) {
           int64_t g1 = g0 + kbg < KB ? g0 + kbg : KB;
-          __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-          __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-          for (int64_t kb = g0; kb < g1; ++kb) {
-            FOUR_ROWS_TWO_BLOCKS(x0p, x1p, x2p, x3p)
+          vint acc[ROW_BLOCKS][4];
+          for (int b = 0; b < ROW_BLOCKS; ++b)
+            for (int d = 0; d < 4; ++d) acc[b][d] = vi_zero();
+          for (int64_t c0 = g0; c0 < g1; c0 += chunk) {
+            const int64_t c1 = c0 + chunk < g1 ? c0 + chunk : g1;
+            vpart part[ROW_BLOCKS][4];
+            for (int b = 0; b < ROW_BLOCKS; ++b)
+              for (int d = 0; d < 4; ++d) part[b][d] = vi_zero();
+            for (int64_t kb = c0; kb < c1; ++kb) {
+              for (int s = 0; s < 4; ++s) {
+                vint codes[ROW_BLOCKS];
+                for (int b = 0; b < ROW_BLOCKS; ++b) codes[b] = step_codes(w[b], kb, s, W);
+                for (int d = 0; d < 4; ++d) {
+                  const vint xd = vi_set1(((const int32_t *)(x + d * Kp + kb * 16))[s]);
+                  for (int b = 0; b < ROW_BLOCKS; ++b) part[b][d] = vp_dot(part[b][d], codes[b], xd, W);
+                }
+              }
+            }
+            for (int b = 0; b < ROW_BLOCKS; ++b)
+              for (int d = 0; d < 4; ++d) acc[b][d] = vp_widen(acc[b][d], part[b][d], W);
           }
           // A digit's sum over a group is at most 128 * 2^(W-1) * G in magnitude: exact in f32
           // for groups of up to 2^(17-W) columns (see the header for W = 8), so weighting the
           // digits is the only rounding before the scale.
-#define DIGIT(A, D) _mm512_cvtepi32_ps(_mm512_sub_epi32(A, _mm512_set1_epi32(z * gsum[D][gi])))
-#define COMBINE(A0, A1, A2, A3)                                                         \
-          _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(DIGIT(A0, 0),                        \
-            _mm512_mul_ps(DIGIT(A1, 1), _mm512_set1_ps(256.0f))),                        \
-            _mm512_mul_ps(DIGIT(A2, 2), _mm512_set1_ps(65536.0f))),                      \
-            _mm512_mul_ps(DIGIT(A3, 3), _mm512_set1_ps(16777216.0f)))
-          y0 = _mm512_fmadd_ps(COMBINE(a0, a1, a2, a3), _mm512_loadu_ps(s0p + gi * 16), y0);
-          y1 = _mm512_fmadd_ps(COMBINE(b0, b1, b2, b3), _mm512_loadu_ps(s1p + gi * 16), y1);
-#undef COMBINE
+#define DIGIT(A, D) vf_from_int(vi_sub(A, vi_set1(z * gsum[D][gi])))
+          for (int b = 0; b < ROW_BLOCKS; ++b) {
+            vflt combined = vf_add(vf_add(vf_add(DIGIT(acc[b][0], 0), vf_mul(DIGIT(acc[b][1], 1), vf_set1(256.0f))),
+                                          vf_mul(DIGIT(acc[b][2], 2), vf_set1(65536.0f))),
+                                   vf_mul(DIGIT(acc[b][3], 3), vf_set1(16777216.0f)));
+            yb[b] = vf_fmadd(combined, vf_load(sp[b] + gi * 16), yb[b]);
+          }
 #undef DIGIT
         }
       }
-      const int64_t n = n1 * 16;
-      store_rows(y + m * N, n, N, _mm512_mul_ps(y0, unit));
-      if (two) store_rows(y + m * N, n + 16, N, _mm512_mul_ps(y1, unit));
+      for (int b = 0; b < ROW_BLOCKS && n1 + b < row1 / 16; ++b) store_rows(y + m * N, (n1 + b) * 16, N, vf_mul(yb[b], unit));
     }
   }
 }
@@ -263,16 +480,9 @@ INLINE void fixed32_rows(const int8_t *xq, const float *xs, const uint8_t *wb, c
 // linear is one dispatch instead of a quantization dispatch + kernel.
 
 static inline float amax_f32(const float *x, int64_t K) {
-  __m512 m = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= K; k += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
-  if (k < K) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (K - k)) - 1), x + k)));
-  return _mm512_reduce_max_ps(m);
-}
-
-// The columns of block [k, k + 16) that lie below K.
-static inline __mmask16 columns_below(int64_t k, int64_t K) {
-  return k + 16 <= K ? (__mmask16)0xFFFF : (k < K ? (__mmask16)((1u << (K - k)) - 1) : 0);
+  vflt m = vf_zero();
+  for (int64_t k = 0; k < K; k += 16) m = vf_max(m, vf_abs(vf_load_below(x, k, K)));
+  return vf_reduce_max(m);
 }
 
 // x [K] -> xq [Kp] int8, returns the step: q = round_even(x / step), step = amax / 127,
@@ -282,15 +492,13 @@ static float quantize_int8(const float *x, int64_t K, int64_t Kp, int8_t *xq) {
   float amax = amax_f32(x, K);
   if (amax < 1e-30f) amax = 1e-30f;
   const float step_s = amax / 127.0f;
-  const __m512 step = _mm512_set1_ps(step_s), inv = _mm512_set1_ps(1.0f / step_s);
-  const __m512 hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+  const vflt step = vf_set1(step_s), inv = vf_set1(1.0f / step_s);
+  const vflt hi = vf_set1(127.0f), lo = vf_set1(-127.0f);
   for (int64_t k = 0; k < Kp; k += 16) {
-    __m512 v = _mm512_maskz_loadu_ps(columns_below(k, K), x + k);
-    __m512 q = _mm512_mul_ps(v, inv);
-    q = _mm512_fmadd_ps(_mm512_fnmadd_ps(q, step, v), inv, q);
-    q = _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    q = _mm512_max_ps(_mm512_min_ps(q, hi), lo);
-    _mm_store_si128((__m128i *)(xq + k), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(q)));
+    vflt v = vf_load_below(x, k, K);
+    vflt q = vf_mul(v, inv);
+    q = vf_fmadd(vf_fnmadd(q, step, v), inv, q);
+    store_int8(xq + k, vf_max(vf_min(vf_round(q), hi), lo));
   }
   return step_s;
 }
@@ -305,24 +513,13 @@ static float quantize_fixed32(const float *x, int64_t K, int64_t Kp, int8_t *xq)
   if (e < -120) e = -120;
   if (e > 120) e = 120;
   union { int32_t i; float f; } pow_e = {(e + 127) << 23}, pow_minus_e = {(127 - e) << 23};
-  const __m512 scale = _mm512_set1_ps(pow_e.f);
+  const vflt scale = vf_set1(pow_e.f);
   // Adding 0x80808080 and flipping each byte's top bit turns an int32 into its four balanced
   // signed base-256 digits, one per byte.
-  const __m512i bias = _mm512_set1_epi32((int32_t)0x80808080u);
-  // byte permutation: 16 int32 (4 digit bytes each) -> 4 planes of 16 bytes (digit-major)
-  const __m512i planes = _mm512_set_epi8(63, 59, 55, 51, 47, 43, 39, 35, 31, 27, 23, 19, 15, 11, 7, 3,
-                                         62, 58, 54, 50, 46, 42, 38, 34, 30, 26, 22, 18, 14, 10, 6, 2,
-                                         61, 57, 53, 49, 45, 41, 37, 33, 29, 25, 21, 17, 13, 9, 5, 1,
-                                         60, 56, 52, 48, 44, 40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
+  const vint bias = vi_set1((int32_t)0x80808080u);
   for (int64_t k = 0; k < Kp; k += 16) {
-    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(columns_below(k, K), x + k), scale);
-    __m512i vi = _mm512_cvtps_epi32(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    __m512i digits = _mm512_xor_si512(_mm512_add_epi32(vi, bias), bias);
-    __m512i pl = _mm512_permutexvar_epi8(planes, digits);
-    _mm_store_si128((__m128i *)(xq + k), _mm512_extracti32x4_epi32(pl, 0));
-    _mm_store_si128((__m128i *)(xq + Kp + k), _mm512_extracti32x4_epi32(pl, 1));
-    _mm_store_si128((__m128i *)(xq + 2 * Kp + k), _mm512_extracti32x4_epi32(pl, 2));
-    _mm_store_si128((__m128i *)(xq + 3 * Kp + k), _mm512_extracti32x4_epi32(pl, 3));
+    vint vi = vi_from_flt(vf_round(vf_mul(vf_load_below(x, k, K), scale)));
+    store_digit_planes(xq, Kp, k, vi_xor(vi_add(vi, bias), bias));
   }
   return (amax < __builtin_inff()) ? pow_minus_e.f : __builtin_nanf("");
 }

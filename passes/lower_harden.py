@@ -36,11 +36,12 @@ class LowerHardenOps(Pass):
     (BitNet b1.58's numerics, about 1e-2 relative error; an explicit choice).
     kernel=vnni calls the C kernels of ternary_vnni_kernel.py (IREE custom dispatches;
     exact fixed-point numerics for activations=f32, BitNet's for int8) where they can run:
-    where the kernel object is not built, the CPU lacks AVX-512 VNNI, or the scale groups
+    where the kernel object is not built, the CPU has neither AVX-512 VNNI nor AVX2, or the scale groups
     do not fit the kernels, it falls back to kernel=exact (a warning, or a remark per op).
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
-    output runs only on hosts with the object and AVX-512 VNNI; exact is portable IR.
+    output runs only on hosts with the objects and AVX-512 VNNI or AVX2 (the backend links
+    the build for the CPU it runs on); exact is portable IR.
     Where the C kernels run, int_linear and int8_linear run on them too (kernel=auto: where
     they are faster, decode and 4-bit storage in prefill; kernel=vnni: always), their codes
     stored in 4 bits (codes of up to 4 bits) or 8, exact (see `_integer_codes_vnni`);
@@ -57,7 +58,7 @@ class LowerHardenOps(Pass):
 
     kernel: Literal["auto", "exact", "reference", "vnni"] = option(
         "auto", "ternary_linear kernel: auto (vnni where this host runs it, else exact), exact (fast, pure linalg), "
-        "vnni (C custom dispatch, AVX-512 VNNI; else exact, with a warning) or reference"
+        "vnni (C custom dispatch, AVX-512 VNNI or AVX2; else exact, with a warning) or reference"
     )
     activations: Literal["f32", "int8"] = option("f32", "int8: quantize activations per token (absmax, BitNet b1.58); changes numerics")
 
@@ -482,12 +483,13 @@ def _lower_int_embedding(op, ctx: PassContext) -> ir.Value:
         return lb.from_builtin(y, op.output.type)
 
 
-def _scale_map(kind: str, group_size: int) -> str:
-    """Which scale each (m, n, p, k) iteration reads, by scale kind."""
+def _scale_map(kind: str) -> str:
+    """Which scale each (m, n, p, k) iteration reads, by scale kind (group scales repeated
+    per column first, see `lb.column_scales`)."""
     return {
         "tensor": "(m, n, p, k) -> (p, 0, 0)",
         "channel": "(m, n, p, k) -> (p, n, 0)",
-        "group": f"(m, n, p, k) -> (p, n, k floordiv {group_size})",
+        "group": "(m, n, p, k) -> (p, n, k)",
     }[kind]
 
 
@@ -508,13 +510,16 @@ def _lower_ternary_linear(op, ctx: PassContext, activations: str) -> ir.Value:
             ternary = arith.sitofp(lb.f32(), arith.subi(code, arith.ConstantOp(i8, 1).result))
             return arith.addf(acc, arith.mulf(xv, arith.mulf(scale, ternary)))
 
+        scales = lb.to_builtin(op.scales)
+        if op.scale_kind.value == "group":
+            scales = lb.column_scales(scales, op.group_size.value, op.in_features.value)
         y = lb.generic(
-            [x, lb.to_builtin(op.weight), lb.to_builtin(op.scales)],
+            [x, lb.to_builtin(op.weight), scales],
             lb.zeros([rows, out_features]),
             [
                 "(m, n, p, k) -> (m, k)",
                 "(m, n, p, k) -> (p, n, k floordiv 4)",
-                _scale_map(op.scale_kind.value, op.group_size.value),
+                _scale_map(op.scale_kind.value),
                 "(m, n, p, k) -> (m, n)",
             ],
             ["parallel", "parallel", "reduction", "reduction"],

@@ -41,3 +41,28 @@ def test_cache_hits_and_recovers_from_corruption(tmp_path):
     data, hit = cache.get_or_compile("module {}", ["--flag"], compile_fn)
     assert (data, hit) == (b"flatbuffer-bytes", False)
     assert len(calls) == 3
+
+
+def test_cache_misses_on_another_cpu_or_kernel_object(tmp_path, monkeypatch):
+    """`--iree-llvmcpu-target-cpu=host` compiles for this CPU and custom dispatches link the C
+    kernel object: a cache shared between machines (or kept over a rebuilt object) must not
+    hand one CPU's code to another."""
+    from harden.kernels import contract
+
+    cache = CompileCache(tmp_path)
+    text = 'func.func private @k() attributes {harden.ternary_vnni = {}}'
+    kernel = tmp_path / "kernel.o"
+    kernel.write_bytes(b"object one")
+    monkeypatch.setattr(contract, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(contract, "kernel_build", lambda: (kernel, "AVX2"))
+    compile_fn = lambda: b"flatbuffer"
+    assert cache.get_or_compile(text, ["--flag"], compile_fn)[1] is False
+    assert cache.get_or_compile(text, ["--flag"], compile_fn)[1] is True
+    kernel.write_bytes(b"object two")
+    assert cache.get_or_compile(text, ["--flag"], compile_fn)[1] is False
+    monkeypatch.setattr(contract, "cpu_flags", lambda: frozenset({"avx2", "fma", "avx512f"}))
+    assert cache.get_or_compile(text, ["--flag"], compile_fn)[1] is False
+    # a module without custom dispatches does not depend on the object
+    assert cache.get_or_compile("module {}", ["--flag"], compile_fn)[1] is False
+    kernel.write_bytes(b"object three")
+    assert cache.get_or_compile("module {}", ["--flag"], compile_fn)[1] is True
