@@ -103,6 +103,7 @@ class KernelCall:
     groups: int
     code_bits: int
     rows_per_workgroup: int
+    symmetric: bool = False  # 8-bit codes without the code 0 (q in [-127, 127]): the `w8s` entry points
 
     @classmethod
     def from_declaration(cls, op) -> "KernelCall":
@@ -128,6 +129,7 @@ class KernelCall:
             groups=integer("groups"),
             code_bits=integer("code_bits"),
             rows_per_workgroup=integer("rows_per_workgroup"),
+            symmetric="symmetric" in fields and bool(integer("symmetric")),
         )
 
     @property
@@ -142,13 +144,14 @@ class KernelCall:
         sizes = [N, K, Kp] if self.decode else [M, N, Kp]
         sizes += [self.planes, self.group_size, self.groups, self.padded_out]
         codes, scales = f"memref<{self.code_bytes}xi8>", f"memref<{self.scale_count}xf32>"
+        width = f"w{self.code_bits}s" if self.symmetric else f"w{self.code_bits}"
         if self.decode:
-            c_function = f"linear_w{self.code_bits}_{self.numerics}_decode_wg"
+            c_function = f"linear_{width}_{self.numerics}_decode_wg"
             inputs = [("x", f"memref<{K}xf32>", _t([K], "f32"))]
             prologue = f"    %x1 = tensor.collapse_shape %x [[0, 1]] : {_t([1, K], 'f32')} into {_t([K], 'f32')}\n"
             dispatch_args = ["%x1"]
         else:
-            c_function = f"linear_w{self.code_bits}_{self.numerics}_wg"
+            c_function = f"linear_{width}_{self.numerics}_wg"
             digits = 4 if self.numerics == "fixed32" else 1
             inputs = [
                 ("xq", f"memref<{M * digits * Kp}xi8>", _t([M * digits * Kp], "i8")),

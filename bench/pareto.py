@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -77,10 +76,10 @@ def tool(*args, log: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    """The CPU every benchmark record names (model, family, the C kernels' instruction set)."""
+    from harden.kernels.contract import cpu_description
+
+    return cpu_description()
 
 
 def shipped_gguf() -> Path:

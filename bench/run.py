@@ -33,7 +33,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -46,6 +45,7 @@ import torch
 
 from bench import llama_cpp
 from bench.artifacts import StageError, prepare, stages_json
+from bench.pareto import cpu_model
 from bench.bandwidth import BandwidthProbe
 from bench.report import CONTENDED, Round, ShapeReport, format_table
 from bench.subjects import CORES, LlamaCppSubject, Subject, iree_subject, torch_subjects
@@ -211,10 +211,8 @@ def locate_llama_bench(args) -> tuple[Path | None, str | None]:
 
 
 def machine_info() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
     return {
-        "cpu": model,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
         "torch": torch.__version__,

@@ -223,11 +223,11 @@ def main() -> None:
             f"{name} M={rows}": {v.name: {"cpu_ms": v.cpu_ms, "wall_ms": v.wall_ms} for v in variants[(name, rows)]}
             for name, _, _, rows in configs
         }
-        args.json.write_text(json.dumps({"load_average": loads, "samples": samples}, indent=1))
+        args.json.write_text(json.dumps({"cpu": contract.cpu_description(), "load_average": loads, "samples": samples}, indent=1))
 
 
 def print_table(configs, variants, loads) -> None:
-    print(f"\nload average (1 min) during the run: {min(loads):.1f} - {max(loads):.1f} on {os.cpu_count()} CPUs")
+    print(f"\n{contract.cpu_description()}; load average (1 min) during the run: {min(loads):.1f} - {max(loads):.1f} on {os.cpu_count()} CPUs")
     for metric, title in (("cpu_ms", "1-thread CPU ms per call"), ("wall_ms", "2-thread wall ms per call")):
         for rows in ROWS:
             names = [name for name, _, _, r in configs if r == rows]

@@ -43,6 +43,12 @@ def kernel_build() -> tuple[Path, str] | None:
     return None
 
 
+def kernel_isa() -> str | None:
+    """The instruction set of the C kernels this host runs ("AVX-512 VNNI", "AVX2"), or None."""
+    build = kernel_build()
+    return build[1] if build else None
+
+
 @functools.cache
 def unavailable_reason() -> str | None:
     """Why the C kernels cannot run here (CPU features missing, object not built), or None."""
@@ -52,6 +58,27 @@ def unavailable_reason() -> str | None:
     if not build[0].is_file():
         return f"the kernel object {build[0]} is not built (`make install` builds it)"
     return None
+
+
+@functools.cache
+def cpu_description() -> str:
+    """This CPU as benchmark records name it: /proc/cpuinfo's model name, family and model
+    (VMs often report only "AMD EPYC", which covers Zen 1 to Zen 5) and the instruction
+    set the C kernels run with here."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if not line.strip():
+                break
+    except OSError:
+        pass
+    build = kernel_build()
+    kernels = f"C kernels: {build[1]}" if build else "C kernels: none (no AVX2)"
+    name = fields.get("model name", "unknown CPU")
+    family = f"family {fields['cpu family']} model {fields.get('model', '?')}; " if "cpu family" in fields else ""
+    return f"{name} ({family}{kernels})"
 
 
 @functools.cache

@@ -85,6 +85,7 @@ class VnniWeights:
     group_size: int  # columns per scale group, 0 for one group per row
     groups: int  # Gn
     code_bits: int = 2  # W
+    symmetric: bool = False  # W = 8 without the code 0, so q = c - 128 is in [-127, 127] (see the C header)
 
 
 def prepack(packed: np.ndarray, scales: np.ndarray, out_features: int, in_features: int, group_size: int) -> VnniWeights:
@@ -121,6 +122,7 @@ def prepack_codes(codes_in: np.ndarray, scales: np.ndarray, out_features: int, i
         group_size=group_size if groups > 1 else 0,
         groups=groups,
         code_bits=width,
+        symmetric=width == 8 and not (codes_in == 0).any(),
     )
 
 
@@ -136,6 +138,7 @@ def declaration_text(symbol: str, rows: int, out_features: int, in_features: int
         "group_size": weights.group_size,
         "groups": weights.groups,
         "code_bits": weights.code_bits,
+        "symmetric": int(weights.symmetric),
         "rows_per_workgroup": rows_per_workgroup,
     }
     attr = f'{{numerics = "{numerics}", ' + ", ".join(f"{k} = {v} : i64" for k, v in fields.items()) + "}"

@@ -16,7 +16,7 @@
 //           and is then rounded once (relative 2^-24) before the digits are combined.
 // The torch-mlir side (kernels/vnni.py) lays the weights out offline; the IREE
 // side (backend/custom_dispatch.py) declares these functions and dispatches them, one workgroup
-// per `rows_per_wg` output rows. Entry points: linear_w{2,4,8}_{int8,fixed32}[_decode]_wg.
+// per `rows_per_wg` output rows. Entry points: linear_w{2,4,8,8s}_{int8,fixed32}[_decode]_wg.
 //
 // Two builds of this one source, the same entry points and results bit for bit (integer sums
 // are exact; the f32 steps are the same operations in the same order): the backend links the
@@ -82,8 +82,10 @@ INLINE int32_t vi_sum(vint a) { return _mm512_reduce_add_epi32(a); }
 typedef vint vpart;
 #define ROW_BLOCKS 2  // 16-row blocks per pass: 32 zmm registers hold FIXED32's 8 accumulators twice over
 INLINE int64_t part_steps(int W) { (void)W; return INT64_MAX; }
-INLINE vpart vp_dot(vpart part, vint codes, vint x, int W) { return vi_dot(part, codes, x, W); }
+INLINE vpart vp_dot(vpart part, vint codes, vint x, int W, int sym) { (void)sym; return vi_dot(part, codes, x, W); }
 INLINE vint vp_widen(vint acc, vpart part, int W) { (void)W; return _mm512_add_epi32(acc, part); }
+// The zero code vp_dot's sums are taken against: sum(c x) - z sum(x).
+INLINE int32_t vp_zero_point(int W, int sym) { (void)sym; return W == 2 ? 1 : W == 4 ? 8 : 128; }
 
 INLINE vflt vf_zero(void) { return _mm512_setzero_ps(); }
 INLINE vflt vf_set1(float v) { return _mm512_set1_ps(v); }
@@ -163,10 +165,19 @@ INLINE vint vi_dot(vint acc, vint codes, vint x, int W) {
 typedef vint vpart;
 #define ROW_BLOCKS 1  // 16-row blocks per pass: FIXED32's 4 digits x 2 halves fill 8 of 16 ymm registers
 INLINE int64_t part_steps(int W) { return W < 8 ? 32767 / (2 * 128 * ((1 << W) - 1)) : INT64_MAX; }
-INLINE vpart vp_dot(vpart part, vint codes, vint x, int W) {
+INLINE vpart vp_dot(vpart part, vint codes, vint x, int W, int sym) {
+  if (W == 8 && sym) {
+    // Symmetric 8-bit codes: q = c ^ 0x80 is in [-127, 127], so |x| (u8, at most 128) times
+    // q sign(x) (s8) gives q x with pair sums below 2^15: one vpmaddubsw instead of two, and
+    // sum(q x) directly (zero point 0).
+    const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    VI2(_mm256_add_epi32(part.lo, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x.lo), _mm256_sign_epi8(_mm256_xor_si256(codes.lo, flip), x.lo)), ones)),
+        _mm256_add_epi32(part.hi, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x.hi), _mm256_sign_epi8(_mm256_xor_si256(codes.hi, flip), x.hi)), ones)));
+  }
   if (W == 8) return vi_dot(part, codes, x, W);
   VI2(_mm256_add_epi16(part.lo, _mm256_maddubs_epi16(codes.lo, x.lo)), _mm256_add_epi16(part.hi, _mm256_maddubs_epi16(codes.hi, x.hi)));
 }
+INLINE int32_t vp_zero_point(int W, int sym) { return W == 8 && sym ? 0 : W == 2 ? 1 : W == 4 ? 8 : 128; }
 INLINE vint vp_widen(vint acc, vpart part, int W) {
   if (W == 8) return vi_add(acc, part);
   const __m256i ones = _mm256_set1_epi16(1);
@@ -351,11 +362,11 @@ INLINE int64_t int8_four_tokens(const int8_t *xq, const float *xs, const uint8_t
 // y: f32 [M][N]. Rows [row0, row1) for all M.
 INLINE void int8_rows(const int8_t *xq, const float *xs, const uint8_t *wb, const float *sc, float *y,
                       int64_t M, int64_t N, int64_t Kp, int64_t P, int64_t G, int64_t Gn, int64_t Np,
-                      int64_t row0, int64_t row1, int W) {
+                      int64_t row0, int64_t row1, int W, int sym) {
   const int64_t KB = Kp / 16;
   const int64_t kbg = G ? G / 16 : KB;  // 16-column blocks per scale group
   const int64_t rb = row_block_bytes(KB, W);
-  const int32_t z = zero_code(W);
+  const int32_t z = vp_zero_point(W, sym);
   int32_t gsum[MAX_GROUPS];
   int64_t m = M >= 4 ? int8_four_tokens(xq, xs, wb, sc, y, M, N, Kp, P, G, Gn, Np, row0, row1, W) : 0;
   // ROW_BLOCKS 16-row blocks at a time (past the last block, the extra ones repeat the first
@@ -389,7 +400,7 @@ INLINE void int8_rows(const int8_t *xq, const float *xs, const uint8_t *wb, cons
               const int32_t *x4 = (const int32_t *)(x + kb * 16);
               for (int s = 0; s < 4; ++s) {
                 const vint xs4 = vi_set1(x4[s]);
-                for (int b = 0; b < ROW_BLOCKS; ++b) part[b][s & 1] = vp_dot(part[b][s & 1], step_codes(w[b], kb, s, W), xs4, W);
+                for (int b = 0; b < ROW_BLOCKS; ++b) part[b][s & 1] = vp_dot(part[b][s & 1], step_codes(w[b], kb, s, W), xs4, W, sym);
               }
             }
             for (int b = 0; b < ROW_BLOCKS; ++b)
@@ -410,11 +421,11 @@ INLINE void int8_rows(const int8_t *xq, const float *xs, const uint8_t *wb, cons
 // sum_d 256^d (acc_d - z gsum_d).
 INLINE void fixed32_rows(const int8_t *xq, const float *xs, const uint8_t *wb, const float *sc, float *y,
                          int64_t M, int64_t N, int64_t Kp, int64_t P, int64_t G, int64_t Gn, int64_t Np,
-                         int64_t row0, int64_t row1, int W) {
+                         int64_t row0, int64_t row1, int W, int sym) {
   const int64_t KB = Kp / 16;
   const int64_t kbg = G ? G / 16 : KB;
   const int64_t rb = row_block_bytes(KB, W);
-  const int32_t z = zero_code(W);
+  const int32_t z = vp_zero_point(W, sym);
   int32_t gsum[4][MAX_GROUPS];
   // ROW_BLOCKS 16-row blocks at a time, as in int8_rows; one chain per digit.
   const int64_t chunk = part_steps(W) / 4 < KB ? part_steps(W) / 4 : KB;
@@ -449,7 +460,7 @@ INLINE void fixed32_rows(const int8_t *xq, const float *xs, const uint8_t *wb, c
                 for (int b = 0; b < ROW_BLOCKS; ++b) codes[b] = step_codes(w[b], kb, s, W);
                 for (int d = 0; d < 4; ++d) {
                   const vint xd = vi_set1(((const int32_t *)(x + d * Kp + kb * 16))[s]);
-                  for (int b = 0; b < ROW_BLOCKS; ++b) part[b][d] = vp_dot(part[b][d], codes[b], xd, W);
+                  for (int b = 0; b < ROW_BLOCKS; ++b) part[b][d] = vp_dot(part[b][d], codes[b], xd, W, sym);
                 }
               }
             }
@@ -533,40 +544,43 @@ INLINE int64_t rows_end(int64_t wg, int64_t rows_per_wg, int64_t Np) {
 // Entry points, one set per code width W. Prefill (*_wg): quantized activations xq and their
 // unit xs from the linalg prologue. Decode (*_decode_wg): the f32 row x.
 
-#define ENTRY_POINTS(W)                                                                              \
-  void linear_w##W##_int8_wg(MEMREF1(const int8_t, xq), MEMREF1(const float, xs),                     \
+#define ENTRY_POINTS(NAME, W, SYM)                                                                              \
+  void linear_##NAME##_int8_wg(MEMREF1(const int8_t, xq), MEMREF1(const float, xs),                     \
                              MEMREF1(const uint8_t, wb), MEMREF1(const float, sc), MEMREF1(float, y), \
                              int64_t M, int64_t N, int64_t Kp, int64_t P, int64_t G, int64_t Gn,      \
                              int64_t Np, int64_t wg, int64_t rows_per_wg) {                           \
     int8_rows(xq + xq_off, xs + xs_off, wb + wb_off, sc + sc_off, y + y_off, M, N, Kp, P, G, Gn, Np,  \
-              wg * rows_per_wg, rows_end(wg, rows_per_wg, Np), W);                                    \
+              wg * rows_per_wg, rows_end(wg, rows_per_wg, Np), W, SYM);                                    \
   }                                                                                                   \
-  void linear_w##W##_fixed32_wg(MEMREF1(const int8_t, xq), MEMREF1(const float, xs),                  \
+  void linear_##NAME##_fixed32_wg(MEMREF1(const int8_t, xq), MEMREF1(const float, xs),                  \
                                 MEMREF1(const uint8_t, wb), MEMREF1(const float, sc), MEMREF1(float, y), \
                                 int64_t M, int64_t N, int64_t Kp, int64_t P, int64_t G, int64_t Gn,   \
                                 int64_t Np, int64_t wg, int64_t rows_per_wg) {                        \
     fixed32_rows(xq + xq_off, xs + xs_off, wb + wb_off, sc + sc_off, y + y_off, M, N, Kp, P, G, Gn,   \
-                 Np, wg * rows_per_wg, rows_end(wg, rows_per_wg, Np), W);                             \
+                 Np, wg * rows_per_wg, rows_end(wg, rows_per_wg, Np), W, SYM);                             \
   }                                                                                                   \
-  void linear_w##W##_int8_decode_wg(MEMREF1(const float, x), MEMREF1(const uint8_t, wb),              \
+  void linear_##NAME##_int8_decode_wg(MEMREF1(const float, x), MEMREF1(const uint8_t, wb),              \
                                     MEMREF1(const float, sc), MEMREF1(float, y), int64_t N, int64_t K, \
                                     int64_t Kp, int64_t P, int64_t G, int64_t Gn, int64_t Np,         \
                                     int64_t wg, int64_t rows_per_wg) {                                \
     int8_t xq[DECODE_MAX_KP] __attribute__((aligned(64)));                                            \
     float step = quantize_int8(x + x_off, K, Kp, xq);                                                 \
     int8_rows(xq, &step, wb + wb_off, sc + sc_off, y + y_off, 1, N, Kp, P, G, Gn, Np,                 \
-              wg * rows_per_wg, rows_end(wg, rows_per_wg, Np), W);                                    \
+              wg * rows_per_wg, rows_end(wg, rows_per_wg, Np), W, SYM);                                    \
   }                                                                                                   \
-  void linear_w##W##_fixed32_decode_wg(MEMREF1(const float, x), MEMREF1(const uint8_t, wb),           \
+  void linear_##NAME##_fixed32_decode_wg(MEMREF1(const float, x), MEMREF1(const uint8_t, wb),           \
                                        MEMREF1(const float, sc), MEMREF1(float, y), int64_t N,        \
                                        int64_t K, int64_t Kp, int64_t P, int64_t G, int64_t Gn,       \
                                        int64_t Np, int64_t wg, int64_t rows_per_wg) {                 \
     int8_t xq[4 * DECODE_MAX_KP] __attribute__((aligned(64)));                                        \
     float unit = quantize_fixed32(x + x_off, K, Kp, xq);                                              \
     fixed32_rows(xq, &unit, wb + wb_off, sc + sc_off, y + y_off, 1, N, Kp, P, G, Gn, Np,              \
-                 wg * rows_per_wg, rows_end(wg, rows_per_wg, Np), W);                                 \
+                 wg * rows_per_wg, rows_end(wg, rows_per_wg, Np), W, SYM);                                 \
   }
 
-ENTRY_POINTS(2)
-ENTRY_POINTS(4)
-ENTRY_POINTS(8)
+ENTRY_POINTS(w2, 2, 0)
+ENTRY_POINTS(w4, 4, 0)
+ENTRY_POINTS(w8, 8, 0)
+// 8-bit codes without the code 0 (int8_linear's [-127, 127], codes of 5-7 bits): the same
+// results; on AVX2 half the vpmaddubsw of `w8` (see vp_dot).
+ENTRY_POINTS(w8s, 8, 1)

@@ -15,6 +15,7 @@ from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAM_SYMBOL_PREFIX, erase_if_unused
 from harden.kernels import linalg_builders as lb
 from harden.kernels import vnni
+from harden.kernels.contract import kernel_isa
 from harden.kernels.contract import unavailable_reason as vnni_unavailable_reason
 from harden.kernels.exact import kernel_function_text, prepack_words
 
@@ -250,7 +251,9 @@ def _on_c_kernels(op, ctx: PassContext, kernel: str) -> bool:
     linear at a time at SmolLM2's shapes (bench/int_kernels.py, AMD EPYC, README): one token
     1.1-1.5x faster than IREE's matmuls for every grid, 2.4x for the int8 classifier; 128
     tokens 1.05-1.7x faster than the batch_matmul for 4-bit storage, but 0.6-0.9x IREE's
-    matmul on i8 codes for 8-bit storage, which therefore stays on it in prefill."""
+    matmul on i8 codes for 8-bit storage, which therefore stays on it in prefill. On AVX2
+    (AMD Zen 1, bench/results-int-kernels-zen1.json) the kernels' prefill is 0.3-0.9x IREE's
+    matmuls for every grid but the classifier, so kernel=auto keeps every prefill there."""
     shape = tensor_info(op.input.type).shape
     if None in shape:
         return False
@@ -262,7 +265,7 @@ def _on_c_kernels(op, ctx: PassContext, kernel: str) -> bool:
         groups, group_size, bits = tensor_info(op.scales.type).shape[1], op.group_size.value, op.bits.value
     else:
         groups, group_size, bits = 1, 0, 8
-    if kernel == "auto" and int(np.prod(shape[:-1])) != 1 and code_width(bits) == 8:
+    if kernel == "auto" and int(np.prod(shape[:-1])) != 1 and (code_width(bits) == 8 or kernel_isa() == "AVX2"):
         return False
     return vnni.unsupported_reason(groups, group_size, shape[-1], code_width(bits)) is None
 

@@ -81,6 +81,8 @@ def compiled(request):
     decode = [case for case in CASES if np.prod(case[0]) == 1]
     expected = {"exact": 0, "auto": len(decode) if unavailable_reason() is None else 0, "vnni": len(CASES)}
     assert (text.count("call @harden_ternary_kernel_") if CUSTOM_DISPATCH_ATTR in text else 0) == expected[request.param]
+    if request.param == "vnni":  # codes in [-127, 127]: every declaration takes the symmetric 8-bit entry points
+        assert text.count("symmetric = 1 : i64") == text.count(CUSTOM_DISPATCH_ATTR) > 0
     return IreeModule(compile_vmfb(text)), expectations
 
 

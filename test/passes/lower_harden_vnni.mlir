@@ -31,7 +31,7 @@ func.func @ternary(%x: !torch.vtensor<[1,3,10],f32>) -> !torch.vtensor<[1,3,2],f
 // VNNI: linalg.generic {{.*}} ins(%[[Y]], %{{.*}} : tensor<1x2xf32>, tensor<2xf32>)
 // VNNI-NOT: harden.ternary_linear
 // VNNI: func.func private @harden_ternary_kernel_0(tensor<1x20xf32>, tensor<128xi8>, tensor<16xf32>) -> tensor<1x2xf32>
-// VNNI-SAME: attributes {harden.ternary_vnni = {code_bits = 2 : i64, group_size = 0 : i64, groups = 1 : i64, numerics = "fixed32", padded_in = 32 : i64, padded_out = 16 : i64, planes = 1 : i64, rows_per_workgroup = 256 : i64}}
+// VNNI-SAME: attributes {harden.ternary_vnni = {code_bits = 2 : i64, group_size = 0 : i64, groups = 1 : i64, numerics = "fixed32", padded_in = 32 : i64, padded_out = 16 : i64, planes = 1 : i64, rows_per_workgroup = 256 : i64, symmetric = 0 : i64}}
 // VNNI-NOT: linalg.generic
 // After torch-mlir's lowering (its backend-contract check skipped: it rejects the call)
 // the declaration and its call are all that is left of the kernel for the IREE step.
