@@ -4,8 +4,8 @@ The key is the SHA-256 of the MLIR text, the compiler flags, the IREE compiler v
 and the host (its CPU features, which `--iree-llvmcpu-target-cpu=host` compiles for, and
 the C kernel object a module with custom dispatches links), so a second `harden-run` of
 the same module on the same machine loads the flatbuffer instead of compiling again, and a
-cache shared between machines never hands one CPU's code to another. Each entry carries the SHA-256 of its own bytes: a corrupt or partial
-entry is detected, dropped and recompiled.
+cache shared between machines never hands one CPU's code to another. Each entry carries
+the SHA-256 of its own bytes: a corrupt or partial entry is detected, dropped and recompiled.
 """
 
 from __future__ import annotations

@@ -45,8 +45,8 @@ import torch
 
 from bench import llama_cpp
 from bench.artifacts import StageError, prepare, stages_json
-from bench.pareto import cpu_model
 from bench.bandwidth import BandwidthProbe
+from bench.pareto import cpu_model
 from bench.report import CONTENDED, Round, ShapeReport, format_table
 from bench.subjects import CORES, LlamaCppSubject, Subject, iree_subject, torch_subjects
 from harden.frontend.checkpoints import PACKAGED_MODELS

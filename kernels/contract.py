@@ -30,7 +30,8 @@ KERNEL_BUILDS = (
 )
 """The builds of the one C source, best first: (object, /proc/cpuinfo flags it needs, name).
 An object has no run-time dispatch of its own: the backend links the first one the host can
-run, so a module lowered on one CPU runs on another with the same results."""
+run, so a module lowered on one CPU runs on another, with the same results (exact integer
+sums, the same f32 operations in the same order)."""
 
 
 @functools.cache

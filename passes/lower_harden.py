@@ -37,8 +37,9 @@ class LowerHardenOps(Pass):
     (BitNet b1.58's numerics, about 1e-2 relative error; an explicit choice).
     kernel=vnni calls the C kernels of ternary_vnni_kernel.py (IREE custom dispatches;
     exact fixed-point numerics for activations=f32, BitNet's for int8) where they can run:
-    where the kernel object is not built, the CPU has neither AVX-512 VNNI nor AVX2, or the scale groups
-    do not fit the kernels, it falls back to kernel=exact (a warning, or a remark per op).
+    where the kernel object is not built, the CPU has neither AVX-512 VNNI nor AVX2, or the
+    scale groups do not fit the kernels, it falls back to kernel=exact (a warning, or a
+    remark per op).
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the objects and AVX-512 VNNI or AVX2 (the backend links
