@@ -66,15 +66,7 @@ def cpu_description() -> str:
     """This CPU as benchmark records name it: /proc/cpuinfo's model name, family and model
     (VMs often report only "AMD EPYC", which covers Zen 1 to Zen 5) and the instruction
     set the C kernels run with here."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-            if not line.strip():
-                break
-    except OSError:
-        pass
+    fields = _first_processor()
     build = kernel_build()
     kernels = f"C kernels: {build[1]}" if build else "C kernels: none (no AVX2)"
     name = fields.get("model name", "unknown CPU")
@@ -85,11 +77,21 @@ def cpu_description() -> str:
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The feature flags of this host's CPU (/proc/cpuinfo), empty where unknown."""
+    return frozenset(_first_processor().get("flags", "").split())
+
+
+@functools.cache
+def _first_processor() -> dict[str, str]:
+    """The fields of the first processor in /proc/cpuinfo (all processors of a host agree on
+    model and flags), empty where it cannot be read."""
+    fields: dict[str, str] = {}
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
+        return fields
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields

@@ -56,6 +56,9 @@
 // four digit planes: 64 KiB).
 #define DECODE_MAX_KP 16384
 
+// The stored code of a zero weight at width W (c = q + z).
+INLINE int32_t zero_code(int W) { return W == 2 ? 1 : W == 4 ? 8 : 128; }
+
 // ------------------------------------------------------------------------------------------
 // The vector layer: vint holds 16 int32 lanes (64 bytes: one 16-row vector of codes), vflt 16
 // f32 lanes (16 output rows). One zmm register on AVX-512, two ymm registers on AVX2.
@@ -85,7 +88,7 @@ INLINE int64_t part_steps(int W) { (void)W; return INT64_MAX; }
 INLINE vpart vp_dot(vpart part, vint codes, vint x, int W, int sym) { (void)sym; return vi_dot(part, codes, x, W); }
 INLINE vint vp_widen(vint acc, vpart part, int W) { (void)W; return _mm512_add_epi32(acc, part); }
 // The zero code vp_dot's sums are taken against: sum(c x) - z sum(x).
-INLINE int32_t vp_zero_point(int W, int sym) { (void)sym; return W == 2 ? 1 : W == 4 ? 8 : 128; }
+INLINE int32_t vp_zero_point(int W, int sym) { (void)sym; return zero_code(W); }
 
 INLINE vflt vf_zero(void) { return _mm512_setzero_ps(); }
 INLINE vflt vf_set1(float v) { return _mm512_set1_ps(v); }
@@ -177,7 +180,7 @@ INLINE vpart vp_dot(vpart part, vint codes, vint x, int W, int sym) {
   if (W == 8) return vi_dot(part, codes, x, W);
   VI2(_mm256_add_epi16(part.lo, _mm256_maddubs_epi16(codes.lo, x.lo)), _mm256_add_epi16(part.hi, _mm256_maddubs_epi16(codes.hi, x.hi)));
 }
-INLINE int32_t vp_zero_point(int W, int sym) { return W == 8 && sym ? 0 : W == 2 ? 1 : W == 4 ? 8 : 128; }
+INLINE int32_t vp_zero_point(int W, int sym) { return W == 8 && sym ? 0 : zero_code(W); }
 INLINE vint vp_widen(vint acc, vpart part, int W) {
   if (W == 8) return vi_add(acc, part);
   const __m256i ones = _mm256_set1_epi16(1);
@@ -272,10 +275,19 @@ INLINE vint step_codes(const uint8_t *w, int64_t kb, int s, int W) {
   return vi_and(vi_srli16(v, W * (s % per)), vi_set1_8((char)((1 << W) - 1)));
 }
 
-INLINE int32_t zero_code(int W) { return W == 2 ? 1 : W == 4 ? 8 : 128; }
-
 // Bytes of codes per 16-row block.
 INLINE int64_t row_block_bytes(int64_t KB, int W) { return KB * 32 * W; }
+
+// The codes and scales of plane p for the ROW_BLOCKS 16-row blocks from n1; blocks at or past
+// row1 repeat block n1 (computed, never stored), so every pass runs the same instructions.
+INLINE void row_blocks(const uint8_t *wb, const float *sc, int64_t p, int64_t n1, int64_t row1, int64_t Np, int64_t Gn,
+                       int64_t rb, const uint8_t *w[ROW_BLOCKS], const float *sp[ROW_BLOCKS]) {
+  for (int b = 0; b < ROW_BLOCKS; ++b) {
+    const int64_t nb = n1 + b < row1 / 16 ? n1 + b : n1;
+    w[b] = wb + (p * (Np / 16) + nb) * rb;
+    sp[b] = sc + (p * Np + nb * 16) * Gn;
+  }
+}
 
 // Per-group sums of one row of quantized activations (the sum(x) of sum(c * x) - z sum(x)).
 static void group_sums(const int8_t *x, int64_t KB, int64_t kbg, int32_t *gsum) {
@@ -383,11 +395,7 @@ INLINE void int8_rows(const int8_t *xq, const float *xs, const uint8_t *wb, cons
       for (int64_t p = 0; p < P; ++p) {
         const uint8_t *w[ROW_BLOCKS];
         const float *sp[ROW_BLOCKS];
-        for (int b = 0; b < ROW_BLOCKS; ++b) {
-          const int64_t nb = n1 + b < row1 / 16 ? n1 + b : n1;
-          w[b] = wb + (p * (Np / 16) + nb) * rb;
-          sp[b] = sc + (p * Np + nb * 16) * Gn;
-        }
+        row_blocks(wb, sc, p, n1, row1, Np, Gn, rb, w, sp);
         for (int64_t g0 = 0, gi = 0; g0 < KB; g0 += kbg, ++gi) {
           int64_t g1 = g0 + kbg < KB ? g0 + kbg : KB;
           vint acc[ROW_BLOCKS][2];
@@ -439,11 +447,7 @@ INLINE void fixed32_rows(const int8_t *xq, const float *xs, const uint8_t *wb, c
       for (int64_t p = 0; p < P; ++p) {
         const uint8_t *w[ROW_BLOCKS];
         const float *sp[ROW_BLOCKS];
-        for (int b = 0; b < ROW_BLOCKS; ++b) {
-          const int64_t nb = n1 + b < row1 / 16 ? n1 + b : n1;
-          w[b] = wb + (p * (Np / 16) + nb) * rb;
-          sp[b] = sc + (p * Np + nb * 16) * Gn;
-        }
+        row_blocks(wb, sc, p, n1, row1, Np, Gn, rb, w, sp);
         for (int64_t g0 = 0, gi = 0; g0 < KB; g0 += kbg, ++gi) {
           int64_t g1 = g0 + kbg < KB ? g0 + kbg : KB;
           vint acc[ROW_BLOCKS][4];

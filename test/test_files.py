@@ -88,7 +88,7 @@ def test_an_interrupted_import_leaves_nothing_and_says_so(tmp_path, signum, code
     """SIGINT or SIGTERM while harden-import works (exporting, or writing its 440 MB of
     parameters): one line, exit 128 + signal, no output, no parameter file, no temporary."""
     returncode, err = interrupt(["harden-import", "--random-init", "llama-100m", "--quiet", "-o", tmp_path / "m.mlir"],
-                                 tmp_path, signum, after(6))
+                                tmp_path, signum, after(6))
     assert returncode == code, err
     assert err == f"harden-import: {word}\n"
     assert list(tmp_path.iterdir()) == []
@@ -101,7 +101,7 @@ def test_an_interrupted_pipeline_leaves_nothing_and_says_so(smollm2_import, tmp_
     inputs = [smollm2_import, smollm2_import.with_suffix(".safetensors")]
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs}
     returncode, err = interrupt(["harden-opt", "--harden-pipeline=report=r.json", smollm2_import, "--schedule-report", "s.json",
-                                  "--schedule-gantt", "s.png", "--quiet", "-o", "h.mlir"], tmp_path, signal.SIGTERM, after(10))
+                                 "--schedule-gantt", "s.png", "--quiet", "-o", "h.mlir"], tmp_path, signal.SIGTERM, after(10))
     assert returncode == 143, err
     assert err == "harden-opt: terminated\n"
     assert list(tmp_path.iterdir()) == []
