@@ -1,11 +1,11 @@
-"""Where a decode step goes: IREE's own HAL profiler over one module's decode function.
+"""Where a decode step goes: IREE's own HAL profiler over one module's decode (or prefill) function.
 
-    .venv/bin/python -m bench.profile_decode MODULE.mlir [--function decode_256] [--pos 150] [--repeat 20]
+    .venv/bin/python -m bench.profile_decode MODULE.mlir [--function decode_256] [--pos 150] [--repeat 20] [--top 30]
 
 The module (any level harden-opt or harden-import writes) is lowered and compiled as
 harden-run compiles it, then `iree-benchmark-module` runs the decode function `--repeat`
-times on a cache filled up to `--pos` (zeros: the work does not depend on the values)
-with `--device_profiling_mode=dispatch-events`, and `iree-profile statistics` reads the
+times on a cache filled up to `--pos` (zeros: the work does not depend on the values;
+a prefill function, whose one argument is the prompt, runs on a prompt of ones) with `--device_profiling_mode=dispatch-events`, and `iree-profile statistics` reads the
 capture. Printed and written to MODULE.profile.json: dispatches per step, the time of
 each dispatch class (by what IREE named the executable: matmul, batch_matmul, generic
 elementwise/reduction, softmax, the C kernels' custom dispatches...) and the share of the
@@ -40,21 +40,27 @@ def dispatch_class(name: str) -> str:
     return {"matmul_transpose_b": "matmul"}.get(kind, kind)
 
 
-def profile(path: Path, function: str, pos: int, repeat: int) -> dict:
-    """Compiles `path`, profiles `function` at `pos` and returns the summary (see `summarize`)."""
+def profile(path: Path, function: str, pos: int, repeat: int, iree_flags: tuple[str, ...] = ()) -> dict:
+    """Compiles `path` (with `iree_flags` added to iree-compile's), profiles `function` at
+    `pos` and returns the summary (see `summarize`)."""
     loaded = load_module(path)
     if function not in loaded.signature:
         raise SystemExit(f"'{path}' has no function '{function}' (it has {', '.join(loaded.signature)})")
-    cache_shape = [int(d) for d in re.findall(r"\d+(?=x)", loaded.signature[function][0][2])]
+    arguments = loaded.signature[function][0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "m.vmfb").write_bytes(compile_vmfb(loaded.lowered_text))
-        np.save(tmp / "token.npy", np.ones((1, 1), np.int64))
-        np.save(tmp / "pos.npy", np.array([pos], np.int64))
-        np.save(tmp / "cache.npy", np.zeros(cache_shape, np.float32))
+        (tmp / "m.vmfb").write_bytes(compile_vmfb(loaded.lowered_text, iree_flags))
+        if len(arguments) == 1:  # a prefill: its prompt of token ids (ones: the work does not depend on them)
+            np.save(tmp / "tokens.npy", np.ones(_shape(arguments[0]), np.int64))
+            inputs = ["tokens.npy"]
+        else:
+            np.save(tmp / "token.npy", np.ones((1, 1), np.int64))
+            np.save(tmp / "pos.npy", np.array([pos], np.int64))
+            np.save(tmp / "cache.npy", np.zeros(_shape(arguments[2]), np.float32))
+            inputs = ["token.npy", "pos.npy", "cache.npy", "cache.npy"]
         command = [
             str(BIN / "iree-benchmark-module"), f"--module={tmp / 'm.vmfb'}", f"--function={function}", "--device=local-task",
-            f"--input=@{tmp / 'token.npy'}", f"--input=@{tmp / 'pos.npy'}", f"--input=@{tmp / 'cache.npy'}", f"--input=@{tmp / 'cache.npy'}",
+            *(f"--input=@{tmp / name}" for name in inputs),
             f"--benchmark_min_time={repeat}x", "--benchmark_format=json",
             # dispatch-events is not implemented by the local (CPU) HAL; host-execution times each dispatch
             "--device_profiling_mode=host-execution", f"--device_profiling_output={tmp / 'p.ireeprof'}",
@@ -69,7 +75,12 @@ def profile(path: Path, function: str, pos: int, repeat: int) -> dict:
         wall_ms = min(b["real_time"] for b in bench) * unit
         stats = subprocess.run([str(BIN / "iree-profile"), "statistics", "--format=jsonl", str(tmp / "p.ireeprof")], capture_output=True, text=True, check=True)
     rows = [json.loads(line) for line in stats.stdout.splitlines() if line.strip()]
-    return {"module": str(path), "function": function, "pos": pos, "cpu": cpu_model(), "wall_ms_per_step": wall_ms, **summarize(rows)}
+    return {"module": str(path), "function": function, "pos": pos, "cpu": cpu_model(), "iree_flags": list(iree_flags),
+            "wall_ms_per_step": wall_ms, **summarize(rows)}
+
+
+def _shape(tensor_type: str) -> list[int]:
+    return [int(d) for d in re.findall(r"\d+(?=x)", tensor_type)]
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -79,19 +90,24 @@ def summarize(rows: list[dict]) -> dict:
     functions = [r for r in rows if r.get("row_type") == "host_execution_function" and r.get("function_name")]
     calls = min(r["sample_count"] for r in functions)
     classes: dict[str, dict] = defaultdict(lambda: {"dispatches": 0.0, "ms": 0.0})
+    executables = []
     for r in functions:
+        per_step, ms = r["sample_count"] / calls, r["total_duration_ns"] / 1e6 / calls
         entry = classes[dispatch_class(r["function_name"])]
-        entry["dispatches"] += r["sample_count"] / calls
-        entry["ms"] += r["total_duration_ns"] / 1e6 / calls
+        entry["dispatches"] += per_step
+        entry["ms"] += ms
+        executables.append({"name": r["function_name"], "dispatches": per_step, "ms": ms})
     total = sum(c["ms"] for c in classes.values())
     return {
         "dispatches_per_step": sum(c["dispatches"] for c in classes.values()),
         "dispatch_ms_per_step": total,
         "classes": {k: {**v, "share": v["ms"] / total} for k, v in sorted(classes.items(), key=lambda kv: -kv[1]["ms"])},
+        # IREE deduplicates equal dispatch functions, so one executable serves every layer's copy
+        "executables": sorted(executables, key=lambda e: (-e["dispatches"], -e["ms"], e["name"])),
     }
 
 
-def format_profile(result: dict) -> str:
+def format_profile(result: dict, top: int = 0) -> str:
     lines = [
         f"{result['module']} @{result['function']} at position {result['pos']} ({result['cpu']}): "
         f"{result['wall_ms_per_step']:.2f} ms per call, {result['dispatch_ms_per_step']:.2f} ms in {result['dispatches_per_step']:.0f} dispatches",
@@ -99,6 +115,10 @@ def format_profile(result: dict) -> str:
     ]
     for name, c in result["classes"].items():
         lines.append(f"  {name:<28}{c['dispatches']:>9.0f}{c['ms']:>9.3f}{c['share']:>8.1%}")
+    if top:
+        lines.append(f"  {'executable (most dispatched first)':<60}{'per step':>9}{'ms':>9}")
+        for e in result["executables"][:top]:
+            lines.append(f"  {e['name'][-60:]:<60}{e['dispatches']:>9.0f}{e['ms']:>9.3f}")
     return "\n".join(lines)
 
 
@@ -108,9 +128,11 @@ def main() -> None:
     parser.add_argument("--function", default="decode")
     parser.add_argument("--pos", type=int, default=150)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--top", type=int, default=0, help="also list this many executables, the most dispatched first")
+    parser.add_argument("--iree-flag", action="append", default=[], help="an extra iree-compile flag (repeatable)")
     args = parser.parse_args()
-    result = profile(args.module, args.function, args.pos, args.repeat)
-    print(format_profile(result))
+    result = profile(args.module, args.function, args.pos, args.repeat, tuple(args.iree_flag))
+    print(format_profile(result, args.top))
     args.module.with_suffix(".profile.json").write_text(json.dumps(result, indent=2) + "\n")
 
 

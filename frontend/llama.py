@@ -155,15 +155,31 @@ def rope_tables(config: LlamaConfig, length: int) -> dict[str, torch.Tensor]:
     return {"rope_cos": angles.cos(), "rope_sin": angles.sin()}
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
-    """Rotates each pair of x [batch, heads, seq, head_dim] by its angle; cos/sin are [seq, head_dim/2]."""
-    if layout == "adjacent":
+def rope_rotation(cos: torch.Tensor, sin: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The factors `apply_rope` multiplies a pair's first and second element by: a pair (x1, x2)
+    becomes x1 * c + x2 * s with c = (cos, sin) and s = (-sin, cos) along the pair axis, laid
+    out as x's head dimension viewed as pairs ([seq, 2, head_dim/2] for "half", [seq,
+    head_dim/2, 2] for "adjacent"). Built once per call of the model, not per layer."""
+    axis = -2 if layout == "half" else -1
+    return torch.stack((cos, sin), dim=axis), torch.stack((-sin, cos), dim=axis)
+
+
+def apply_rope(x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor], layout: str) -> torch.Tensor:
+    """Rotates each pair of x [batch, heads, seq, head_dim] by its angle (`rope_rotation`).
+
+    x1 * cos - x2 * sin and x1 * sin + x2 * cos, written as broadcasts of the pair's two
+    elements against both factors: the same products and sums (x2 * -sin is exactly -(x2 *
+    sin)), but no concatenation, so IREE fuses the rotation with its neighbours instead of
+    the 8 dispatches per layer (4 products, 4 copies into the concatenation) of the form
+    with torch.cat (bench/profile_decode)."""
+    c, s = rotation
+    if layout == "half":
+        pairs = x.unflatten(-1, (2, -1))
+        x1, x2 = pairs[..., 0:1, :], pairs[..., 1:2, :]
+    else:
         pairs = x.unflatten(-1, (-1, 2))
-        x1, x2 = pairs[..., 0], pairs[..., 1]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+        x1, x2 = pairs[..., 0:1], pairs[..., 1:2]
+    return (x1 * c + x2 * s).flatten(-2)
 
 
 def write_cache(cache: torch.Tensor, new: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -205,8 +221,9 @@ class Attention(nn.Module):
         self.wv = nn.Linear(config.dim, config.kv_dim, bias=config.qkv_bias)
         self.wo = nn.Linear(q_dim, config.dim, bias=config.o_bias)
 
-    def forward(self, x, cos, sin, positions, k_cache, v_cache, allowed, keys_from_cache):
-        """x [1, S, dim] at `positions` [S]; allowed [S, T] says which keys each query sees.
+    def forward(self, x, rotation, positions, k_cache, v_cache, allowed, keys_from_cache):
+        """x [1, S, dim] at `positions` [S] (`rotation`: their `rope_rotation`); allowed [S, T]
+        says which keys each query sees.
 
         The keys are the whole cache after writing the new ones (T = max_seq_len) when
         `keys_from_cache`, else only the S new ones (T = S: a prompt needs no older keys).
@@ -217,8 +234,8 @@ class Attention(nn.Module):
         q = self.wq(x).view(batch, seq, c.n_heads, c.head_dim).transpose(1, 2)
         k = self.wk(x).view(batch, seq, c.n_kv_heads, c.head_dim).transpose(1, 2)
         v = self.wv(x).view(batch, seq, c.n_kv_heads, c.head_dim).transpose(1, 2)
-        q = apply_rope(q, cos, sin, c.rope_layout)
-        k = apply_rope(k, cos, sin, c.rope_layout)
+        q = apply_rope(q, rotation, c.rope_layout)
+        k = apply_rope(k, rotation, c.rope_layout)
         k_cache = write_cache(k_cache, k, positions)
         v_cache = write_cache(v_cache, v, positions)
         keys, values = (k_cache, v_cache) if keys_from_cache else (k, v)
@@ -260,9 +277,9 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
         self.feed_forward = FeedForward(config)
 
-    def forward(self, x, cos, sin, positions, k_cache, v_cache, allowed, keys_from_cache):
+    def forward(self, x, rotation, positions, k_cache, v_cache, allowed, keys_from_cache):
         h, k_cache, v_cache = self.attention(
-            self.attention_norm(x), cos, sin, positions, k_cache, v_cache, allowed, keys_from_cache
+            self.attention_norm(x), rotation, positions, k_cache, v_cache, allowed, keys_from_cache
         )
         x = x + h
         return x + self.feed_forward(self.ffn_norm(x)), k_cache, v_cache
@@ -302,9 +319,10 @@ class Llama(nn.Module):
         x = self.tok_embeddings(tokens)
         if x.dtype != cos.dtype:  # a model cast to bf16 (benchmarks) rotates in its own dtype
             cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        rotation = rope_rotation(cos, sin, self.config.rope_layout)
         k_layers, v_layers = [], []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, cos, sin, positions, k_cache[i], v_cache[i], allowed, keys_from_cache)
+            x, k, v = layer(x, rotation, positions, k_cache[i], v_cache[i], allowed, keys_from_cache)
             k_layers.append(k)
             v_layers.append(v)
         logits = F.linear(self.norm(x), self.classifier_weight())

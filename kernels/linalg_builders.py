@@ -213,6 +213,15 @@ def column_scales(scales: ir.Value, group_size: int, columns: int) -> ir.Value:
     ).result
 
 
+def merge_groups(w: ir.Value) -> ir.Value:
+    """[G, g, N] -> [G * g, N]: a group-major matrix as plain rows (inverse of split_columns'
+    cut, on the leading axis)."""
+    groups, size, columns = tensor_info(w.type).shape
+    element = ir.RankedTensorType(w.type).element_type
+    reassociation = ir.ArrayAttr.get([ir.ArrayAttr.get([_i64(0), _i64(1)]), ir.ArrayAttr.get([_i64(2)])])
+    return tensor.CollapseShapeOp(ranked([groups * size, columns], element), w, reassociation).result
+
+
 def split_columns(w: ir.Value, group_size: int) -> ir.Value:
     """[R, K] -> [R, K / group_size, group_size]: a matrix's rows cut into column groups."""
     rows, columns = tensor_info(w.type).shape

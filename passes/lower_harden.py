@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -322,6 +323,9 @@ def _lower_int8_linear(op, ctx: PassContext) -> ir.Value:
     f32 at compile time). With the [K, N] layout IREE vectorizes it like an f32 matmul:
     at 2048 x 2048, 1.2x faster than f32 for one token and 0.76-0.84x for 128 (measured in
     this lowering's development); IREE's matmul with the weight in [N, K] was 2x slower.
+    Several rows (prefill) dequantize the weight once per call instead and run IREE's f32
+    matmul: on AVX2 (Zen 1) the i8 matmul of the 576 -> 49152 classifier took 474 ms for 128
+    tokens against 185 for f32 (bench/int_kernels.py), and it is level elsewhere.
     Constant weights only (the codes are re-laid out here)."""
     shape = _static_input(op, ctx)
     codes = ctx.weights.value_of(op.weight)
@@ -333,8 +337,14 @@ def _lower_int8_linear(op, ctx: PassContext) -> ir.Value:
         x = lb.collapse_rows(lb.to_builtin(op.input))
         rows = tensor_info(x.type).shape[0]
         codes_kn = lb.to_builtin(ctx.weights.literal(np.ascontiguousarray(codes.T), "si8", f"{name}.kn"))
-        y = linalg.matmul(x, codes_kn, outs=[lb.zeros([rows, n])])
-        y = lb.scale_columns(y, lb.to_builtin(op.scales))
+        if rows > 1:
+            k = codes.shape[1]
+            w = lb.generic([codes_kn, lb.to_builtin(op.scales)], tensor.EmptyOp([k, n], lb.f32()).result,
+                           ["(k, n) -> (k, n)", "(k, n) -> (n, 0)", "(k, n) -> (k, n)"], ["parallel", "parallel"],
+                           lambda code, scale, _: arith.mulf(arith.sitofp(lb.f32(), code), scale))
+            y = linalg.matmul(x, w, outs=[lb.zeros([rows, n])])
+        else:
+            y = lb.scale_columns(linalg.matmul(x, codes_kn, outs=[lb.zeros([rows, n])]), lb.to_builtin(op.scales))
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
@@ -354,13 +364,19 @@ def _lower_int_linear(op, ctx: PassContext) -> ir.Value:
     one byte per code); a second generic scales each group's partial sum and adds them up.
     Measured on an AMD EPYC (decode, 1536 x 576, groups of 64): 59 us against 990 us for one
     generic that dequantizes where it multiplies, and 107 us for IREE's f32 matmul.
-    A weight that is not a constant keeps the one-generic form."""
+    Several rows (prefill) instead dequantize the weight once per call and run one f32
+    matmul (`_dequantized_matmul`). A weight that is not a constant keeps the one-generic form."""
     codes = ctx.weights.value_of(op.weight)
     if codes is None:
         return _lower_int_linear_generic(op, ctx)
     shape = _static_input(op, ctx)
     group, n = op.group_size.value, op.out_features.value
     with ir.InsertionPoint(op), op.location:
+        if math.prod(shape[:-1]) > 1:  # a prompt: see _dequantized_matmul
+            y = _dequantized_matmul(op, ctx, lb.collapse_rows(lb.to_builtin(op.input)), codes)
+            if op.bias is not None:
+                y = lb.add_bias(y, lb.to_builtin(op.bias))
+            return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
         x = _groups_first(lb.split_columns(lb.collapse_rows(lb.to_builtin(op.input)), group))  # [G, M, g]
         groups, rows, _ = tensor_info(x.type).shape
         partial = linalg.batch_matmul(x, _group_major_codes(op, ctx, codes), outs=[lb.zeros([groups, rows, n])])
@@ -383,6 +399,28 @@ def _lower_int_linear(op, ctx: PassContext) -> ir.Value:
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
         return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
+
+
+def _dequantized_matmul(op, ctx: PassContext, x: ir.Value, codes: np.ndarray) -> ir.Value:
+    """x [M, K] @ W [K, N], W dequantized from the group-major codes, scales (and mins) by a
+    generic once per call: the matmul is then IREE's f32 one. For a prompt (M = 128) that
+    is what costs least: the dequantization is 1/M of the matmul's work, where the form over
+    the groups materializes M x N partial sums per group and a second pass adds them up
+    (SmolLM2-135M's prefill on Zen 1 spent 63% of its time in those batch_matmuls; see
+    bench/int_kernels.py for the per-shape figures). The weight is not hoisted into an f32
+    constant: it depends on the codes only through this call's work."""
+    group = op.group_size.value
+    groups, n = codes.shape[1] // group, codes.shape[0]
+    inputs = [_group_major_codes(op, ctx, codes), _group_major(op.scales, ctx, "f16")]
+    maps = ["(g, j, n) -> (g, j, n)", "(g, j, n) -> (g, n)"]
+    if op.mins is not None:
+        inputs.append(_group_major(op.mins, ctx, "f16"))
+        maps.append("(g, j, n) -> (g, n)")
+    w = lb.generic(inputs, tensor.EmptyOp([groups, group, n], lb.f32()).result, [*maps, "(g, j, n) -> (g, j, n)"],
+                   ["parallel"] * 3, lambda code, scale, *rest: _dequantized(code, scale, *rest[:-1]))
+    w = lb.merge_groups(w)
+    rows = tensor_info(x.type).shape[0]
+    return linalg.matmul(x, w, outs=[lb.zeros([rows, n])])
 
 
 def _groups_first(x: ir.Value) -> ir.Value:

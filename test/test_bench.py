@@ -128,3 +128,5 @@ def test_profile_classes_dispatches_by_their_executable_name():
     summary = summarize(rows)  # 10 calls: dispatch 1 runs twice per call
     assert summary["dispatches_per_step"] == 4 and summary["dispatch_ms_per_step"] == pytest.approx(1.0)
     assert summary["classes"]["matmul_like"] == pytest.approx({"dispatches": 3, "ms": 0.8, "share": 0.8})
+    first = summary["executables"][0]  # the most dispatched executable, with its share of each step
+    assert first["name"] == "decode_dispatch_1_matmul_like_1x64_f32" and first["dispatches"] == 2 and first["ms"] == pytest.approx(0.6)

@@ -46,3 +46,24 @@ func.func @argument(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[3,8],si8>
       : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[3,8],si8>, !torch.vtensor<[3,2],f16>, !torch.vtensor<[3,2],f16>) -> !torch.vtensor<[2,3],f32>
   return %y : !torch.vtensor<[2,3],f32>
 }
+
+// A prompt (several rows) with Q4_1-style mins: the weight is dequantized once per call,
+// code * scale + min per group in the group-major layout, merged into [K, N] and multiplied
+// by one f32 matmul (no batch_matmul over the groups and second pass over M x N partials).
+// CHECK-LABEL: func.func @prompt
+// CHECK: %[[W:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<2x4x3xi8>, tensor<2x3xf16>, tensor<2x3xf16>) outs(%{{.*}} : tensor<2x4x3xf32>)
+// CHECK: arith.sitofp
+// CHECK: arith.mulf
+// CHECK: arith.addf
+// CHECK: %[[K:.*]] = tensor.collapse_shape %[[W]] {{\[\[}}0, 1], [2]] : tensor<2x4x3xf32> into tensor<8x3xf32>
+// CHECK: linalg.matmul ins(%{{.*}}, %[[K]] : tensor<5x8xf32>, tensor<8x3xf32>) outs(%{{.*}} : tensor<5x3xf32>)
+// CHECK-NOT: linalg.batch_matmul
+// CHECK: return
+func.func @prompt(%x: !torch.vtensor<[1,5,8],f32>) -> !torch.vtensor<[1,5,3],f32> {
+  %codes = torch.vtensor.literal(dense<[[1, 0, 8, 4, 5, 2, 1, 15], [2, 1, 7, 4, 5, 3, 0, 6], [3, 1, 2, 4, 1, 3, 0, 7]]> : tensor<3x8xsi8>) {harden.name = "w.codes"} : !torch.vtensor<[3,8],si8>
+  %scales = torch.vtensor.literal(dense<[[0.5, 0.25], [1.0, 0.125], [2.0, 0.5]]> : tensor<3x2xf16>) {harden.name = "w.scales"} : !torch.vtensor<[3,2],f16>
+  %mins = torch.vtensor.literal(dense<[[-1.0, -0.5], [0.0, -2.0], [-4.0, 1.0]]> : tensor<3x2xf16>) {harden.name = "w.mins"} : !torch.vtensor<[3,2],f16>
+  %y = "harden.int_linear"(%x, %codes, %scales, %mins) {in_features = 8 : i64, out_features = 3 : i64, bits = 4 : i64, group_size = 4 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 0>}
+      : (!torch.vtensor<[1,5,8],f32>, !torch.vtensor<[3,8],si8>, !torch.vtensor<[3,2],f16>, !torch.vtensor<[3,2],f16>) -> !torch.vtensor<[1,5,3],f32>
+  return %y : !torch.vtensor<[1,5,3],f32>
+}

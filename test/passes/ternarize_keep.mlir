@@ -17,13 +17,16 @@
 // F32-LABEL: func.func @linear
 // F32: torch.aten.linear
 
-// The lowering: a matmul on the codes laid out [K, N] (still i8), then the channel scales.
+// The lowering: the codes laid out [K, N] (still i8). Three rows (a prompt) dequantize them
+// with the channel scales once per call and run an f32 matmul; one row (decode) multiplies
+// the i8 codes and scales the result (test_int8_linear.py checks both against numpy).
 // LOWER-LABEL: func.func @linear
 // LOWER: %[[KN:.*]] = torch.vtensor.literal(dense<{{\[\[}}127, 127], [-127, 127], [0, -127], [64, 0]]> : tensor<4x2xsi8>) {harden.name = "l0.mlp.w2.weight.int8.kn"}
 // LOWER: %[[KNB:.*]] = torch_c.to_builtin_tensor %[[KN]] : !torch.vtensor<[4,2],si8> -> tensor<4x2xi8>
-// LOWER: %[[Y:.*]] = linalg.matmul ins(%{{.*}}, %[[KNB]] : tensor<3x4xf32>, tensor<4x2xi8>) outs(%{{.*}} : tensor<3x2xf32>)
-// LOWER: linalg.generic {{.*}} ins(%[[Y]], %{{.*}} : tensor<3x2xf32>, tensor<2x1xf32>)
+// LOWER: %[[W:.*]] = linalg.generic {{.*}} ins(%[[KNB]], %{{.*}} : tensor<4x2xi8>, tensor<2x1xf32>)
+// LOWER: arith.sitofp
 // LOWER: arith.mulf
+// LOWER: linalg.matmul ins(%{{.*}}, %[[W]] : tensor<3x4xf32>, tensor<4x2xf32>) outs(%{{.*}} : tensor<3x2xf32>)
 // LOWER-NOT: harden.int8_linear
 // LOWER-NOT: tensor<2x4xsi8>
 
@@ -51,9 +54,13 @@
 // F32-LABEL: func.func @tied_classifier
 // F32: torch.aten.linear
 // LOWER-LABEL: func.func @fused_qkv
-// LOWER: linalg.matmul {{.*}} tensor<4x16xi8>
+// LOWER: linalg.generic {{.*}} tensor<4x16xi8>
+// LOWER: linalg.matmul {{.*}} tensor<4x16xf32>
 // LOWER-LABEL: func.func @tied_classifier
-// LOWER: linalg.batch_matmul {{.*}} tensor<1x4x8xi8>
+// LOWER: %[[W:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %{{.*}} : tensor<1x4x8xi8>, tensor<1x8xf16>) outs(%{{.*}} : tensor<1x4x8xf32>)
+// LOWER: %[[K:.*]] = tensor.collapse_shape %[[W]] {{.*}} into tensor<4x8xf32>
+// LOWER: linalg.matmul ins(%{{.*}}, %[[K]] : tensor<3x4xf32>, tensor<4x8xf32>)
+// LOWER-NOT: linalg.batch_matmul
 module attributes {harden.keep = ["layers.0.attention"]} {
 func.func @linear(%x: !torch.vtensor<[1,3,4],f32>) -> !torch.vtensor<[1,3,2],f32> {
   %none = torch.constant.none
