@@ -44,14 +44,17 @@ class LowerHardenOps(Pass):
     kernel=auto (default) is vnni where this host can run it and exact elsewhere, without
     the warning: vnni decodes tinyllama-1.1b 1.4x faster than exact (README), but its
     output runs only on hosts with the objects and AVX-512 VNNI or AVX2 (the backend links
-    the build for the CPU it runs on); exact is portable IR.
+    the build for the CPU it runs on); exact is portable IR. On AVX2, kernel=auto runs
+    prompts (more than one row) on IREE's f32 matmul of the weight dequantized once per
+    call (`_lower_ternary_dequantized`), which is faster there than either exact kernel.
     Where the C kernels run, int_linear and int8_linear run on them too (kernel=auto: where
     they are faster, decode and 4-bit storage in prefill; kernel=vnni: always), their codes
     stored in 4 bits (codes of up to 4 bits) or 8, exact (see `_integer_codes_vnni`);
     elsewhere int_linear becomes a
     batch_matmul over the groups on its i8 codes and int8_linear (a layer kept with
     keep-as=int8) a matmul on the i8 codes (laid out [K, N] offline) and the per-channel
-    scale; int_embedding a generic that gathers codes and scales by index.
+    scale, for one row; a prompt dequantizes their codes once per call and runs an f32
+    matmul. int_embedding is a generic that gathers codes and scales by index.
     A `harden.param` becomes an external
     `ml_program.global` (one per parameter name) that the IREE step binds to the
     parameter file. Ops with dynamic shapes are refused.
@@ -89,6 +92,8 @@ class LowerHardenOps(Pass):
             packed_constants = [defining_op(op.weight), defining_op(op.scales)]
             if self.kernel == "reference" or not _constant_operands(op, ctx):
                 _replace(op, [_lower_ternary_linear(op, ctx, self.activations)])
+            elif use_vnni and self.kernel == "auto" and kernel_isa() == "AVX2" and _rows(op) > 1:
+                _replace(op, [_lower_ternary_dequantized(op, ctx, self.activations)])
             elif use_vnni and _vnni_fits(op, ctx):
                 _replace(op, [_lower_ternary_vnni(op, ctx, kernels, self.activations)])
             else:
@@ -372,7 +377,7 @@ def _lower_int_linear(op, ctx: PassContext) -> ir.Value:
     shape = _static_input(op, ctx)
     group, n = op.group_size.value, op.out_features.value
     with ir.InsertionPoint(op), op.location:
-        if math.prod(shape[:-1]) > 1:  # a prompt: see _dequantized_matmul
+        if _rows(op) > 1:  # a prompt: see _dequantized_matmul
             y = _dequantized_matmul(op, ctx, lb.collapse_rows(lb.to_builtin(op.input)), codes)
             if op.bias is not None:
                 y = lb.add_bias(y, lb.to_builtin(op.bias))
@@ -533,6 +538,48 @@ def _scale_map(kind: str) -> str:
         "channel": "(m, n, p, k) -> (p, n, 0)",
         "group": "(m, n, p, k) -> (p, n, k)",
     }[kind]
+
+
+def _rows(op) -> int:
+    """Rows (tokens) the op's input holds, from its static shape (0 if it is dynamic)."""
+    leading = tensor_info(op.input.type).shape[:-1]
+    return 0 if None in leading else math.prod(leading)
+
+
+def _lower_ternary_dequantized(op, ctx: PassContext, activations: str) -> ir.Value:
+    """A prompt on AVX2 (kernel=auto): the ternary weight dequantized once per call into f32
+    [K, N] (sum over planes of scale * (code - 1)) and IREE's f32 matmul. On Zen 1 the C
+    kernels' exact fixed-point path does four digit passes per weight and the exact linalg
+    kernel is no faster: both took 1.3-1.6x IREE's f32 matmul for 128 tokens at
+    TinyLlama's shapes (bench/results-ternary-kernels-zen1.json); the dequantization is
+    1/M of the matmul's work. Same numerics as the other kernels: the dequantized weight
+    is exact in f32 and only the order of the f32 sums differs."""
+    shape = _static_input(op, ctx)
+    k, n = op.in_features.value, op.out_features.value
+    with ir.InsertionPoint(op), op.location:
+        x = _activations(op, activations)
+        i8 = ir.IntegerType.get_signless(8)
+
+        def body(byte, scale, acc):
+            # as in _lower_ternary_linear: code of column k in bits 2*(k mod 4) of byte k/4
+            column = linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 0)).result
+            lane = arith.remui(column, arith.ConstantOp(ir.IndexType.get(), 4).result)
+            shift = arith.index_cast(i8, arith.muli(lane, arith.ConstantOp(ir.IndexType.get(), 2).result))
+            code = arith.andi(arith.shrui(byte, shift), arith.ConstantOp(i8, 3).result)
+            ternary = arith.sitofp(lb.f32(), arith.subi(code, arith.ConstantOp(i8, 1).result))
+            return arith.addf(acc, arith.mulf(scale, ternary))
+
+        scales = lb.to_builtin(op.scales)
+        if op.scale_kind.value == "group":
+            scales = lb.column_scales(scales, op.group_size.value, k)
+        scale_map = {"tensor": "(k, n, p) -> (p, 0, 0)", "channel": "(k, n, p) -> (p, n, 0)", "group": "(k, n, p) -> (p, n, k)"}
+        w = lb.generic([lb.to_builtin(op.weight), scales], lb.zeros([k, n]),
+                       ["(k, n, p) -> (p, n, k floordiv 4)", scale_map[op.scale_kind.value], "(k, n, p) -> (k, n)"],
+                       ["parallel", "parallel", "reduction"], body)
+        y = linalg.matmul(x, w, outs=[lb.zeros([tensor_info(x.type).shape[0], n])])
+        if op.bias is not None:
+            y = lb.add_bias(y, lb.to_builtin(op.bias))
+        return lb.from_builtin(lb.expand_rows(y, shape[:-1]), op.output.type)
 
 
 def _lower_ternary_linear(op, ctx: PassContext, activations: str) -> ir.Value:

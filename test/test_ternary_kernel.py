@@ -8,6 +8,8 @@ prefill: 6 and 7 tokens, i.e. the four-token blocks and the rest) and falls back
 the exact kernel for groups of 8 and 3 in the same module.
 """
 
+import re
+
 import numpy as np
 import pytest
 from torch_mlir import ir
@@ -73,7 +75,7 @@ def build_module(rng, activations, cases=CASES):
     return module, expectations
 
 
-KERNELS = [("exact", "f32"), ("reference", "f32"), ("exact", "int8"), ("vnni", "f32"), ("vnni", "int8")]
+KERNELS = [("exact", "f32"), ("reference", "f32"), ("exact", "int8"), ("vnni", "f32"), ("vnni", "int8"), ("auto", "f32"), ("auto", "int8")]
 
 
 @pytest.fixture(scope="module", params=KERNELS, ids="-".join)
@@ -104,9 +106,9 @@ def test_lowered_kernel_matches_numpy_reference(compiled_cases, case):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
-def lower_one(group_size, kernel="vnni"):
+def lower_one(group_size, kernel="vnni", rows=(1,)):
     """One group-scaled ternary_linear lowered by harden-lower-harden-ops; (IR text, diagnostics)."""
-    module, _ = build_module(np.random.default_rng(0), "f32", [((1,), 48, 16, "group", group_size, 1, False)])
+    module, _ = build_module(np.random.default_rng(0), "f32", [(rows, 48, 16, "group", group_size, 1, False)])
     sink = DiagnosticSink(remarks=True)
     assert run_steps(module.operation, [LowerHardenOps(kernel=kernel)], sink)
     return module.operation.get_asm(), [d.format() for d in sink.items]
@@ -137,3 +139,19 @@ def test_auto_kernel_is_vnni_where_the_c_kernels_run_and_exact_without_a_warning
     monkeypatch.setattr("harden.passes.lower_harden.vnni_unavailable_reason", lambda: "this CPU lacks avx512_vnni")
     text, diagnostics = lower_one(group_size=16, kernel="auto")
     assert CUSTOM_DISPATCH_ATTR not in text and "harden.cpu_tiling" in text and diagnostics == []
+
+
+def test_auto_runs_prompts_on_the_f32_matmul_of_the_dequantized_weight_on_avx2(monkeypatch):
+    """On AVX2 the C kernels' exact prompt path is slower than IREE's f32 matmul: kernel=auto
+    dequantizes the weight once per call there (numerics: test_lowered_kernel_matches_numpy_reference,
+    auto-*), and keeps decode on the C kernels; AVX-512 keeps both on the C kernels."""
+    monkeypatch.setattr("harden.passes.lower_harden.vnni_unavailable_reason", lambda: None)
+    monkeypatch.setattr("harden.passes.lower_harden.kernel_isa", lambda: "AVX2")
+    text, _ = lower_one(group_size=16, kernel="auto", rows=(1, 7))
+    assert CUSTOM_DISPATCH_ATTR not in text and "harden.cpu_tiling" not in text
+    assert re.search(r"linalg\.matmul ins\(%\S+, %\S+ : tensor<7x48xf32>, tensor<48x16xf32>\)", text)
+    text, _ = lower_one(group_size=16, kernel="auto", rows=(1, 1))
+    assert CUSTOM_DISPATCH_ATTR in text
+    monkeypatch.setattr("harden.passes.lower_harden.kernel_isa", lambda: "AVX-512 VNNI")
+    text, _ = lower_one(group_size=16, kernel="auto", rows=(1, 7))
+    assert CUSTOM_DISPATCH_ATTR in text
