@@ -5,11 +5,13 @@
 For SmolLM2's linears (576->576 q/o, 576->1536 gate/up, 1536->576 down), `harden.int_linear`
 with symmetric codes of 3 and 4 bits in groups of 64 (what the default pipeline picks most)
 and of 8 bits with one scale per row, and `harden.int8_linear` (a layer kept with
-keep-as=int8) at those shapes and at the classifier's (576->49152), M = 1 (decode) and
+keep-as=int8) at those shapes; at the classifier's (576->49152), 4-bit codes in groups of 32
+(the default's tied classifier) and `int8_linear`; M = 1 (decode) and
 M = 128 (prefill), seeded random codes and scales:
 
-* `IREE matmul`: kernel=exact, the portable lowering (int_linear: a batch_matmul over the
-  groups on one i8 per code, then a scaling generic; int8_linear: a matmul on the i8 codes);
+* `IREE matmul`: kernel=exact, the portable lowering (one token: int_linear a batch_matmul
+  over the groups on one i8 per code, then a scaling generic, int8_linear a matmul on the i8
+  codes; 128 tokens: the codes dequantized once per call, then IREE's f32 matmul);
 * `C kernel`: kernel=vnni, the codes stored in 4 bits (up to 4-bit codes) or 8 on the VNNI
   kernels, exact fixed-point activations (kernel=auto takes them where this table says they
   are faster);
