@@ -1,5 +1,6 @@
 """Weights in a parameter file: passes read and write them, IREE serves them at run time."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,16 +53,20 @@ def test_ternarize_writes_new_parameters_beside_the_output(external_module):
     np.testing.assert_array_equal(params["layers.0.mlp.w1.weight.scales"], tw.scales)
 
 
-def test_lowered_module_runs_on_iree_with_its_parameters(external_module):
+@pytest.mark.parametrize("kernel", ["exact", "auto"])
+def test_lowered_module_runs_on_iree_with_its_parameters(external_module, kernel):
     d, weight = external_module
     assert harden_opt(d / "m.mlir", "--harden-ternarize", "-o", d / "h.mlir").returncode == 0
-    result = harden_opt(d / "h.mlir", "--harden-lower-to-linalg", "-o", d / "h.lowered.mlir")
+    result = harden_opt(d / "h.mlir", f"--harden-lower-to-linalg=kernel={kernel}", "-o", d / "h.lowered.mlir")
     assert result.returncode == 0, result.stderr
     lowered = (d / "h.lowered.mlir").read_text()
     assert "torch." not in lowered and "\"harden.param\"" not in lowered
-    # the lowering re-lays the codes out for its kernel: new parameters beside the output
-    assert 'harden.params = "h.lowered.safetensors"' in lowered
-    module = IreeModule(compile_vmfb(lowered), parameter_file=d / "h.lowered.safetensors")
+    if kernel == "exact":  # the lowering re-lays the codes out for its kernel: new parameters beside the output
+        assert 'harden.params = "h.lowered.safetensors"' in lowered
+    # kernel=auto: re-laid out for the C kernels, or (a prompt on AVX2) the ternarized codes as they are
+    parameters = re.search(r'harden.params = "([^"]+)"', lowered).group(1)
+    assert parameters in ("h.lowered.safetensors", "h.safetensors")
+    module = IreeModule(compile_vmfb(lowered), parameter_file=d / parameters)
     x = np.random.default_rng(1).standard_normal((1, 3, 8)).astype(np.float32)
     (y,) = module.call("prefill", x)
     np.testing.assert_allclose(y, x @ ternarize(weight).dequantize().T, rtol=1e-5, atol=1e-5)
