@@ -222,6 +222,16 @@ def merge_groups(w: ir.Value) -> ir.Value:
     return tensor.CollapseShapeOp(ranked([groups * size, columns], element), w, reassociation).result
 
 
+def merge_last(w: ir.Value) -> ir.Value:
+    """[..., a, b] -> [..., a * b]: the last two axes as one."""
+    shape = tensor_info(w.type).shape
+    element = ir.RankedTensorType(w.type).element_type
+    rank = len(shape)
+    reassociation = ir.ArrayAttr.get([ir.ArrayAttr.get([_i64(i)]) for i in range(rank - 2)]
+                                     + [ir.ArrayAttr.get([_i64(rank - 2), _i64(rank - 1)])])
+    return tensor.CollapseShapeOp(ranked([*shape[:-2], shape[-2] * shape[-1]], element), w, reassociation).result
+
+
 def split_columns(w: ir.Value, group_size: int) -> ir.Value:
     """[R, K] -> [R, K / group_size, group_size]: a matrix's rows cut into column groups."""
     rows, columns = tensor_info(w.type).shape

@@ -559,23 +559,30 @@ def _lower_ternary_dequantized(op, ctx: PassContext, activations: str) -> ir.Val
     with ir.InsertionPoint(op), op.location:
         x = _activations(op, activations)
         i8 = ir.IntegerType.get_signless(8)
+        planes, _, packed = tensor_info(op.weight.type).shape
 
-        def body(byte, scale, acc):
-            # as in _lower_ternary_linear: code of column k in bits 2*(k mod 4) of byte k/4
-            column = linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 0)).result
-            lane = arith.remui(column, arith.ConstantOp(ir.IndexType.get(), 4).result)
+        def unpack(byte, _out):
+            # the code of lane j (column 4b + j) in bits 2j .. 2j+1 of byte b, as t = code - 1
+            lane = linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 3)).result
             shift = arith.index_cast(i8, arith.muli(lane, arith.ConstantOp(ir.IndexType.get(), 2).result))
             code = arith.andi(arith.shrui(byte, shift), arith.ConstantOp(i8, 3).result)
-            ternary = arith.sitofp(lb.f32(), arith.subi(code, arith.ConstantOp(i8, 1).result))
-            return arith.addf(acc, arith.mulf(scale, ternary))
+            return arith.subi(code, arith.ConstantOp(i8, 1).result)
 
+        # Unpacked over (byte, lane) and cut to K columns: no `k floordiv 4` map, which IREE's
+        # CPU tiling rejects for tile sizes 4 does not divide.
+        ternary = lb.generic([lb.to_builtin(op.weight)], tensor.EmptyOp([planes, n, packed, 4], i8).result,
+                             ["(p, n, b, j) -> (p, n, b)", "(p, n, b, j) -> (p, n, b, j)"], ["parallel"] * 4, unpack)
+        ternary = lb.merge_last(ternary)
+        if 4 * packed != k:
+            ternary = tensor.ExtractSliceOp(lb.ranked([planes, n, k], i8), ternary, [], [], [], [0, 0, 0], [planes, n, k], [1, 1, 1]).result
         scales = lb.to_builtin(op.scales)
         if op.scale_kind.value == "group":
             scales = lb.column_scales(scales, op.group_size.value, k)
         scale_map = {"tensor": "(k, n, p) -> (p, 0, 0)", "channel": "(k, n, p) -> (p, n, 0)", "group": "(k, n, p) -> (p, n, k)"}
-        w = lb.generic([lb.to_builtin(op.weight), scales], lb.zeros([k, n]),
-                       ["(k, n, p) -> (p, n, k floordiv 4)", scale_map[op.scale_kind.value], "(k, n, p) -> (k, n)"],
-                       ["parallel", "parallel", "reduction"], body)
+        w = lb.generic([ternary, scales], lb.zeros([k, n]),
+                       ["(k, n, p) -> (p, n, k)", scale_map[op.scale_kind.value], "(k, n, p) -> (k, n)"],
+                       ["parallel", "parallel", "reduction"],
+                       lambda t, scale, acc: arith.addf(acc, arith.mulf(scale, arith.sitofp(lb.f32(), t))))
         y = linalg.matmul(x, w, outs=[lb.zeros([tensor_info(x.type).shape[0], n])])
         if op.bias is not None:
             y = lb.add_bias(y, lb.to_builtin(op.bias))
