@@ -5,7 +5,8 @@
 The module (any level harden-opt or harden-import writes) is lowered and compiled as
 harden-run compiles it, then `iree-benchmark-module` runs the decode function `--repeat`
 times on a cache filled up to `--pos` (zeros: the work does not depend on the values;
-a prefill function, whose one argument is the prompt, runs on a prompt of ones) with `--device_profiling_mode=dispatch-events`, and `iree-profile statistics` reads the
+a prefill function, whose one argument is the prompt, runs on a prompt of ones) with
+`--device_profiling_mode=host-execution`, and `iree-profile statistics` reads the
 capture. Printed and written to MODULE.profile.json: dispatches per step, the time of
 each dispatch class (by what IREE named the executable: matmul, batch_matmul, generic
 elementwise/reduction, softmax, the C kernels' custom dispatches...) and the share of the

@@ -412,8 +412,9 @@ def _dequantized_matmul(op, ctx: PassContext, x: ir.Value, codes: np.ndarray) ->
     is what costs least: the dequantization is 1/M of the matmul's work, where the form over
     the groups materializes M x N partial sums per group and a second pass adds them up
     (SmolLM2-135M's prefill on Zen 1 spent 63% of its time in those batch_matmuls; see
-    bench/int_kernels.py for the per-shape figures). The weight is not hoisted into an f32
-    constant: it depends on the codes only through this call's work."""
+    bench/int_kernels.py for the per-shape figures). IREE does not fold the dequantized
+    weight into an f32 constant (test_int8_linear checks the executable's size for the
+    int8_linear form): the executable keeps the i8 codes."""
     group = op.group_size.value
     groups, n = codes.shape[1] // group, codes.shape[0]
     inputs = [_group_major_codes(op, ctx, codes), _group_major(op.scales, ctx, "f16")]
@@ -552,8 +553,8 @@ def _lower_ternary_dequantized(op, ctx: PassContext, activations: str) -> ir.Val
     kernels' exact fixed-point path does four digit passes per weight and the exact linalg
     kernel is no faster: both took 1.3-1.6x IREE's f32 matmul for 128 tokens at
     TinyLlama's shapes (bench/results-ternary-kernels-zen1.json); the dequantization is
-    1/M of the matmul's work. Same numerics as the other kernels: the dequantized weight
-    is exact in f32 and only the order of the f32 sums differs."""
+    1/M of the matmul's work. Numerics as kernel=exact's: the dequantized weight is exact in
+    f32 (one rounding with two planes) and the products are summed in f32."""
     shape = _static_input(op, ctx)
     k, n = op.in_features.value, op.out_features.value
     with ir.InsertionPoint(op), op.location:
