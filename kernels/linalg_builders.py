@@ -204,8 +204,7 @@ def column_scales(scales: ir.Value, group_size: int, columns: int) -> ir.Value:
     element = ir.RankedTensorType(scales.type).element_type
     repeated = generic([scales], zeros([planes, rows, groups, group_size], element),
                        ["(p, n, g, j) -> (p, n, g)", "(p, n, g, j) -> (p, n, g, j)"], ["parallel"] * 4, lambda s, _out: s)
-    reassociation = ir.ArrayAttr.get([ir.ArrayAttr.get([_i64(0)]), ir.ArrayAttr.get([_i64(1)]), ir.ArrayAttr.get([_i64(2), _i64(3)])])
-    flat = tensor.CollapseShapeOp(ranked([planes, rows, groups * group_size], element), repeated, reassociation).result
+    flat = merge_axes(repeated, 2)
     if groups * group_size == columns:
         return flat
     return tensor.ExtractSliceOp(
@@ -213,23 +212,15 @@ def column_scales(scales: ir.Value, group_size: int, columns: int) -> ir.Value:
     ).result
 
 
-def merge_groups(w: ir.Value) -> ir.Value:
-    """[G, g, N] -> [G * g, N]: a group-major matrix as plain rows (inverse of split_columns'
-    cut, on the leading axis)."""
-    groups, size, columns = tensor_info(w.type).shape
-    element = ir.RankedTensorType(w.type).element_type
-    reassociation = ir.ArrayAttr.get([ir.ArrayAttr.get([_i64(0), _i64(1)]), ir.ArrayAttr.get([_i64(2)])])
-    return tensor.CollapseShapeOp(ranked([groups * size, columns], element), w, reassociation).result
-
-
-def merge_last(w: ir.Value) -> ir.Value:
-    """[..., a, b] -> [..., a * b]: the last two axes as one."""
+def merge_axes(w: ir.Value, axis: int) -> ir.Value:
+    """Axes `axis` and `axis + 1` of w as one ([G, g, N] -> [G * g, N] at axis 0; [..., a, b]
+    -> [..., a * b] at the last pair)."""
     shape = tensor_info(w.type).shape
     element = ir.RankedTensorType(w.type).element_type
-    rank = len(shape)
-    reassociation = ir.ArrayAttr.get([ir.ArrayAttr.get([_i64(i)]) for i in range(rank - 2)]
-                                     + [ir.ArrayAttr.get([_i64(rank - 2), _i64(rank - 1)])])
-    return tensor.CollapseShapeOp(ranked([*shape[:-2], shape[-2] * shape[-1]], element), w, reassociation).result
+    groups = [[i] for i in range(axis)] + [[axis, axis + 1]] + [[i] for i in range(axis + 2, len(shape))]
+    reassociation = ir.ArrayAttr.get([ir.ArrayAttr.get([_i64(i) for i in g]) for g in groups])
+    merged = [*shape[:axis], shape[axis] * shape[axis + 1], *shape[axis + 2:]]
+    return tensor.CollapseShapeOp(ranked(merged, element), w, reassociation).result
 
 
 def split_columns(w: ir.Value, group_size: int) -> ir.Value:

@@ -272,7 +272,7 @@ def _on_c_kernels(op, ctx: PassContext, kernel: str) -> bool:
         groups, group_size, bits = tensor_info(op.scales.type).shape[1], op.group_size.value, op.bits.value
     else:
         groups, group_size, bits = 1, 0, 8
-    if kernel == "auto" and int(np.prod(shape[:-1])) != 1 and (code_width(bits) == 8 or kernel_isa() == "AVX2"):
+    if kernel == "auto" and _rows(op) != 1 and (code_width(bits) == 8 or kernel_isa() == "AVX2"):
         return False
     return vnni.unsupported_reason(groups, group_size, shape[-1], code_width(bits)) is None
 
@@ -424,7 +424,7 @@ def _dequantized_matmul(op, ctx: PassContext, x: ir.Value, codes: np.ndarray) ->
         maps.append("(g, j, n) -> (g, n)")
     w = lb.generic(inputs, tensor.EmptyOp([groups, group, n], lb.f32()).result, [*maps, "(g, j, n) -> (g, j, n)"],
                    ["parallel"] * 3, lambda code, scale, *rest: _dequantized(code, scale, *rest[:-1]))
-    w = lb.merge_groups(w)
+    w = lb.merge_axes(w, 0)
     rows = tensor_info(x.type).shape[0]
     return linalg.matmul(x, w, outs=[lb.zeros([rows, n])])
 
@@ -531,14 +531,23 @@ def _lower_int_embedding(op, ctx: PassContext) -> ir.Value:
         return lb.from_builtin(y, op.output.type)
 
 
-def _scale_map(kind: str) -> str:
-    """Which scale each (m, n, p, k) iteration reads, by scale kind (group scales repeated
-    per column first, see `lb.column_scales`)."""
+def _scale_map(kind: str, dims: str = "m, n, p, k") -> str:
+    """Which scale each iteration over `dims` (naming n, p and k) reads, by scale kind (group
+    scales repeated per column first, see `lb.column_scales`)."""
     return {
-        "tensor": "(m, n, p, k) -> (p, 0, 0)",
-        "channel": "(m, n, p, k) -> (p, n, 0)",
-        "group": "(m, n, p, k) -> (p, n, k)",
+        "tensor": f"({dims}) -> (p, 0, 0)",
+        "channel": f"({dims}) -> (p, n, 0)",
+        "group": f"({dims}) -> (p, n, k)",
     }[kind]
+
+
+def _ternary_code(byte: ir.Value, lane: ir.Value) -> ir.Value:
+    """The ternary value (code - 1, as i8) of lane `lane` (index 0..3) of a packed byte: the
+    code of column 4b + lane sits in bits 2 lane .. 2 lane + 1 of byte b."""
+    i8 = ir.IntegerType.get_signless(8)
+    shift = arith.index_cast(i8, arith.muli(lane, arith.ConstantOp(ir.IndexType.get(), 2).result))
+    code = arith.andi(arith.shrui(byte, shift), arith.ConstantOp(i8, 3).result)
+    return arith.subi(code, arith.ConstantOp(i8, 1).result)
 
 
 def _rows(op) -> int:
@@ -563,25 +572,20 @@ def _lower_ternary_dequantized(op, ctx: PassContext, activations: str) -> ir.Val
         planes, _, packed = tensor_info(op.weight.type).shape
 
         def unpack(byte, _out):
-            # the code of lane j (column 4b + j) in bits 2j .. 2j+1 of byte b, as t = code - 1
-            lane = linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 3)).result
-            shift = arith.index_cast(i8, arith.muli(lane, arith.ConstantOp(ir.IndexType.get(), 2).result))
-            code = arith.andi(arith.shrui(byte, shift), arith.ConstantOp(i8, 3).result)
-            return arith.subi(code, arith.ConstantOp(i8, 1).result)
+            return _ternary_code(byte, linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 3)).result)
 
         # Unpacked over (byte, lane) and cut to K columns: no `k floordiv 4` map, which IREE's
         # CPU tiling rejects for tile sizes 4 does not divide.
         ternary = lb.generic([lb.to_builtin(op.weight)], tensor.EmptyOp([planes, n, packed, 4], i8).result,
                              ["(p, n, b, j) -> (p, n, b)", "(p, n, b, j) -> (p, n, b, j)"], ["parallel"] * 4, unpack)
-        ternary = lb.merge_last(ternary)
+        ternary = lb.merge_axes(ternary, 2)
         if 4 * packed != k:
             ternary = tensor.ExtractSliceOp(lb.ranked([planes, n, k], i8), ternary, [], [], [], [0, 0, 0], [planes, n, k], [1, 1, 1]).result
         scales = lb.to_builtin(op.scales)
         if op.scale_kind.value == "group":
             scales = lb.column_scales(scales, op.group_size.value, k)
-        scale_map = {"tensor": "(k, n, p) -> (p, 0, 0)", "channel": "(k, n, p) -> (p, n, 0)", "group": "(k, n, p) -> (p, n, k)"}
         w = lb.generic([ternary, scales], lb.zeros([k, n]),
-                       ["(k, n, p) -> (p, n, k)", scale_map[op.scale_kind.value], "(k, n, p) -> (k, n)"],
+                       ["(k, n, p) -> (p, n, k)", _scale_map(op.scale_kind.value, "k, n, p"), "(k, n, p) -> (k, n)"],
                        ["parallel", "parallel", "reduction"],
                        lambda t, scale, acc: arith.addf(acc, arith.mulf(scale, arith.sitofp(lb.f32(), t))))
         y = linalg.matmul(x, w, outs=[lb.zeros([tensor_info(x.type).shape[0], n])])
@@ -596,15 +600,12 @@ def _lower_ternary_linear(op, ctx: PassContext, activations: str) -> ir.Value:
     with ir.InsertionPoint(op), op.location:
         x = _activations(op, activations)
         rows = tensor_info(x.type).shape[0]
-        i8 = ir.IntegerType.get_signless(8)
 
         def body(xv, byte, scale, acc):
-            # code of column k: bits 2*(k mod 4) .. +1 of byte k/4; value = code - 1.
+            # column k is lane k mod 4 of byte k / 4
             k = linalg.IndexOp(ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 3)).result
             lane = arith.remui(k, arith.ConstantOp(ir.IndexType.get(), 4).result)
-            shift = arith.index_cast(i8, arith.muli(lane, arith.ConstantOp(ir.IndexType.get(), 2).result))
-            code = arith.andi(arith.shrui(byte, shift), arith.ConstantOp(i8, 3).result)
-            ternary = arith.sitofp(lb.f32(), arith.subi(code, arith.ConstantOp(i8, 1).result))
+            ternary = arith.sitofp(lb.f32(), _ternary_code(byte, lane))
             return arith.addf(acc, arith.mulf(xv, arith.mulf(scale, ternary)))
 
         scales = lb.to_builtin(op.scales)
