@@ -171,6 +171,10 @@ def _layers(chip_fn: ScheduledFunction, store: WeightStore, files: dict[str, byt
         }
         for kind, b in image.extras.items():
             entry[kind] = b.describe(names[kind])
+        if op.shard_slices:  # a weight too large for one chip: the slice each chip holds
+            entry["shards"] = [{"chip": chip, "axis": axis, "start": lo, "end": hi,
+                                "bytes": -(-_stored_bytes(entry) * (hi - lo) // image.shape[axis])}
+                               for chip, axis, lo, hi in op.shard_slices]
         entry.update(_op_slot(chip_fn, index))
         unit = kinds[problem.pools[op.pool].kind] if op.pool is not None else None
         if unit is not None and unit.placement == "per_weight":
@@ -232,7 +236,8 @@ def _sram_weights(chip_fn: ScheduledFunction, layers: list[dict]) -> list[list[t
         if key in seen:
             continue
         seen.add(key)
-        per_chip[entry["chip"]].append((entry["name"], _stored_bytes(entry)))
+        for chip, size in [(s["chip"], s["bytes"]) for s in entry.get("shards", [])] or [(entry["chip"], _stored_bytes(entry))]:
+            per_chip[chip].append((entry["name"], size))
     return per_chip
 
 

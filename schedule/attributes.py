@@ -4,6 +4,7 @@ On every scheduled op (cycles are integers, units by name):
 
     harden.layer = 3            decoder layer (-1 prologue, L epilogue)
     harden.chip = 1             only when the model is split over several chips
+    harden.shards = array<i64: 4, 5>   chips holding slices of the op's weight (sharded ops)
     harden.start = 1200         first cycle of the op's first tile
     harden.end = 1460           cycle after its last tile ends
     harden.unit = "mxm2"        unit of its first tile (absent on free ops: views)
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from torch_mlir import ir
 
 from harden.core.graph import body_ops
-from harden.schedule.build import CHIP_ATTR, LAYER_ATTR, Binding
+from harden.schedule.build import CHIP_ATTR, LAYER_ATTR, SHARDS_ATTR, Binding
 from harden.schedule.problem import Problem, Solution
 from harden.schedule.summary import Summary
 
@@ -37,7 +38,7 @@ TILE_STARTS_ATTR = "harden.tile_starts"
 TILE_UNITS_ATTR = "harden.tile_units"
 TRANSFERS_ATTR = "harden.transfers"
 SUMMARY_ATTR = "harden.schedule"
-OP_ATTRS = (LAYER_ATTR, CHIP_ATTR, START_ATTR, END_ATTR, UNIT_ATTR, TILE_STARTS_ATTR, TILE_UNITS_ATTR, TRANSFERS_ATTR)
+OP_ATTRS = (LAYER_ATTR, CHIP_ATTR, SHARDS_ATTR, START_ATTR, END_ATTR, UNIT_ATTR, TILE_STARTS_ATTR, TILE_UNITS_ATTR, TRANSFERS_ATTR)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def write_schedule(binding: Binding, problem: Problem, solution: Solution) -> No
         attrs[LAYER_ATTR] = _i64(op.layer)
         if problem.chips > 1:
             attrs[CHIP_ATTR] = _i64(op.chip)
+        if op.shards:
+            attrs[SHARDS_ATTR] = ir.DenseI64ArrayAttr.get(list(op.shards))
         for key, value in fields.items():
             attrs[f"harden.{key}"] = value
     for index, op in enumerate(problem.operations):

@@ -13,8 +13,15 @@ op whole. A consumer tile depends on exactly the producer
 tiles that wrote the box its access map reads, so a consumer starts on its producer's
 first tiles and consecutive layers overlap where the data allows.
 
-Attributes that are already on the ops are honoured: `harden.layer` and `harden.chip`
-(written by an earlier run, or by hand) fix an op's layer and chip.
+Attributes that are already on the ops are honoured: `harden.layer`, `harden.chip` and
+`harden.shards` (written by an earlier run, or by hand) fix an op's layer and chips.
+
+Sharded ops. An op reading a weight too large for one chip (placement.py) runs on the
+chips holding its slices: its pool is those chips' units of its kind, chip by chip, and
+it streams along its output axis (the last one) in one tile per unit, so tile t runs on
+chip `shards[t // units_per_chip]`, the chip holding its rows (check.py verifies it).
+Its inputs and results travel as any op's do between its first chip and the others'
+(one transfer each way: the slices move over parallel links in the same time).
 """
 
 from __future__ import annotations
@@ -39,11 +46,12 @@ from harden.schedule.ops import (
     numel,
     tensor_info,
 )
-from harden.schedule.placement import PlacementError, balanced_partition, chips_needed
+from harden.schedule.placement import PlacementError, balanced_partition, chips_needed, shard_bytes, shard_layout, shard_ranges, shard_tile_length
 from harden.schedule.problem import Buffer, Dependence, Operation, Problem, UnitPool
 
 LAYER_ATTR = "harden.layer"
 CHIP_ATTR = "harden.chip"
+SHARDS_ATTR = "harden.shards"
 _FLOAT_DTYPES = {"f32", "f16", "bf16", "f64"}
 
 
@@ -252,30 +260,76 @@ class _Builder:
         return layers, count
 
     def _chips(self) -> tuple[int, dict[int, int]]:
+        """Chip count and the chip of each layer; fills `op_shards` and `shard_weights`."""
+        self.op_shards: dict[int, tuple[int, ...]] = {}  # op -> chips of its slices, in tile order
+        self.op_slices: dict[int, tuple] = {}  # op -> (chip, weight axis, first, end) of each slice
+        self.shard_weights: dict[ir.Value, list[tuple[int, int]]] = {}  # weight -> (chip, bytes) of its slices
+        weights: dict[ir.Value, list[int]] = {}  # weight -> the ops reading it
+        for i, reads in enumerate(self.reads):
+            for r in reads:
+                if r.weight and i not in weights.setdefault(r.value, []):
+                    weights[r.value].append(i)
         explicit = [_int_attr(op, CHIP_ATTR) for op in self.ir_ops]
         if any(c is not None for c in explicit):
-            return max(c or 0 for c in explicit) + 1, {}
+            for i, op in enumerate(self.ir_ops):
+                chips = _int_array_attr(op, SHARDS_ATTR)
+                if chips:
+                    self.op_shards[i] = chips
+            for value, readers in weights.items():
+                chips = next((self.op_shards[i] for i in readers if i in self.op_shards), None)
+                if chips:
+                    self._shard(value, readers, self._weight_bytes(value), None, chips)
+            return max(c or 0 for c in explicit + [max(s) for s in self.op_shards.values()]) + 1, {}
         if self.requested_chips == 1:
             return 1, {}
         layer_bytes: dict[int, int] = {layer: 0 for layer in set(self.layers)}
-        seen = set()
-        for i, reads in enumerate(self.reads):
-            for r in reads:
-                if r.weight and r.value not in seen:
-                    seen.add(r.value)
-                    layer_bytes[self.layers[i]] += self._weight_bytes(r.value)
         if not layer_bytes:
             return 1, {}
         budget = int(self.machine.sram_bytes * (1 - self.machine.activation_reserve))
+        oversized = {value: self._weight_bytes(value) for value in weights}
+        for value, readers in weights.items():
+            if oversized[value] <= budget:
+                layer_bytes[self.layers[readers[0]]] += oversized.pop(value)
         try:
             chips = self.requested_chips or chips_needed(layer_bytes, budget)
+            assignment = balanced_partition(layer_bytes, chips)
+            # Fewer layer groups than chips asked for use fewer chips.
+            count = max(assignment.values()) + 1
+            for value, size in oversized.items():  # chips of their own, after the layer groups
+                count += self._shard(value, weights[value], size, budget, first_chip=count)
         except PlacementError as e:
             raise ScheduleError(self.func, f"cannot place the model on '{self.machine.name}': {e}") from None
-        assignment = balanced_partition(layer_bytes, chips)
-        # Fewer layer groups than chips asked for use fewer chips.
-        return max(assignment.values()) + 1, assignment
+        return count, assignment
+
+    def _shard(self, value, readers: list[int], size: int, budget: int | None, chips: tuple[int, ...] = (),
+               first_chip: int = 0) -> int:
+        """Splits weight `value` over chips (given, or as few as fit `budget` from `first_chip`):
+        its readers run there, each chip holding the slice its units compute. The slices follow
+        the reader that defines the weight's layout (a matmul's rows; a table only gathered
+        from: its columns). Returns the chip count."""
+        layout = next((i for i in readers if self.models[i].operator_class in ("matmul", "ternary_matmul")), readers[0])
+        length = self.models[layout].iteration[-1]
+        per_chip = self._units_per_chip(self._unit(self.models[layout]))
+        if chips:
+            ranges = shard_ranges(length, len(chips), per_chip)
+        else:
+            ranges = shard_layout(size, budget, length, per_chip)
+            chips = tuple(range(first_chip, first_chip + len(ranges)))
+        self.shard_weights[value] = [(chip, shard_bytes(size, length, r)) for chip, r in zip(chips, ranges)]
+        # A matmul's output axis is its weight's rows; a gather's, its table's columns.
+        axis = 0 if self.models[layout].operator_class in ("matmul", "ternary_matmul") else 1
+        for i in readers:
+            self.op_shards[i] = chips
+            self.op_slices[i] = tuple((chip, axis, lo, hi) for chip, (lo, hi) in zip(chips, ranges))
+        return len(chips)
+
+    @staticmethod
+    def _units_per_chip(unit) -> int:
+        return unit.count if unit is not None and unit.placement != "per_weight" else 1
 
     def _chip_of(self, i: int) -> int:
+        if i in self.op_shards:
+            return self.op_shards[i][0]
         explicit = _int_attr(self.ir_ops[i], CHIP_ATTR)
         if explicit is not None:
             return explicit
@@ -343,7 +397,7 @@ class _Builder:
                 iterations.append(self.models[i].results[result].shape)
                 ir_ops.append(self.ir_ops[i])
 
-        tiling = [self._tiling(shape, self._units_of(op)) for shape, op in zip(iterations, operations)]
+        tiling = [self._tiling(shape, self._units_of(op), bool(op.shards)) for shape, op in zip(iterations, operations)]
         for k, op in enumerate(operations):
             op.tile_axis = tiling[k][0]
         self.boxes = [[self._tile_box(shape, t, i) for i in range(t[1])] for shape, t in zip(iterations, tiling)]
@@ -399,7 +453,8 @@ class _Builder:
                 key = (r.value, self.op_chip[c])
                 if r.weight and key not in seen:
                     seen.add(key)
-                    weight_bytes[self.op_chip[c]] += self._weight_bytes(r.value)
+                    for chip, size in self.shard_weights.get(r.value, [(self.op_chip[c], self._weight_bytes(r.value))]):
+                        weight_bytes[chip] += size
         problem = Problem(
             function=self.name,
             machine=self.machine,
@@ -427,7 +482,8 @@ class _Builder:
             if unit is None:
                 raise ScheduleError(op, f"machine '{self.machine.name}' has no unit for operator class '{model.operator_class}'")
             pool = self._pool(unit, i)
-        return Operation(model.op_name, label, model.operator_class, self.layers[i], self.op_chip[i], pool, [])
+        return Operation(model.op_name, label, model.operator_class, self.layers[i], self.op_chip[i], pool, [],
+                         shards=self.op_shards.get(i, ()), shard_slices=self.op_slices.get(i, ()))
 
     def _transfer(self, i: int, result: int, chip: int) -> Operation:
         unit = self.machine.unit_for("transfer")
@@ -442,6 +498,13 @@ class _Builder:
         return self.machine.unit_for(model.operator_class) if model.operator_class else None
 
     def _pool(self, unit, i: int) -> int:
+        if i in self.op_shards:  # the units of the chips holding its slices, chip by chip
+            chips = self.op_shards[i]
+            key = ("shards", unit.name, chips)
+            if key not in self.pool_index:
+                units = [f"c{chip}.{unit.name}{k}" for chip in chips for k in range(self._units_per_chip(unit))]
+                self._add_pool(key, UnitPool(f"c{chips[0]}-{chips[-1]}.{unit.name}", unit.name, units, chips[0]))
+            return self.pool_index[key]
         if unit.placement == "shared":
             return self._shared_pool(unit, self.op_chip[i])
         label = layer_label(self.layers[i], self.layer_count)
@@ -474,12 +537,17 @@ class _Builder:
     def _units_of(self, op: Operation) -> int:
         return len(self.pools[op.pool].units) if op.pool is not None else 1
 
-    def _tiling(self, shape, units: int) -> tuple[int | None, int, int]:
+    def _tiling(self, shape, units: int, sharded: bool = False) -> tuple[int | None, int, int]:
         """(stream axis, tile count, tile length along the axis).
 
         More tiles than the units that run them are rounded up to a multiple of the units
-        (within max_tiles), so no unit idles in the last round.
+        (within max_tiles), so no unit idles in the last round. A sharded op streams along
+        its output axis in one tile per unit (see the module docstring).
         """
+        if sharded:
+            axis = len(shape) - 1
+            length = shard_tile_length(shape[axis], units)
+            return axis, math.ceil(shape[axis] / length), length
         axis = next((d for d, size in enumerate(shape) if size > 1), None)
         if axis is None or self.tile <= 0:
             return axis, 1, shape[axis] if axis is not None else 1
@@ -635,6 +703,17 @@ def _int_attr(op, name: str) -> int | None:
     if not is_integer:
         raise ScheduleError(op, f"attribute '{name}' must be an integer")
     return ir.IntegerAttr(attr).value
+
+
+def _int_array_attr(op, name: str) -> tuple[int, ...]:
+    """An attribute holding a dense array of i64 (or nothing): empty when absent."""
+    attrs = op.operation.attributes
+    if name not in attrs:
+        return ()
+    try:
+        return tuple(ir.DenseI64ArrayAttr(attrs[name]))
+    except (TypeError, ValueError):
+        raise ScheduleError(op, f"attribute '{name}' must be an array<i64: ...> of chips") from None
 
 
 def _buffer_kind(rank: int, live_out: bool, otherwise: str) -> str:

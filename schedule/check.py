@@ -16,7 +16,7 @@ from harden.schedule.problem import Problem, Solution
 @dataclass(frozen=True)
 class Violation:
     op: int | None  # problem operation the violation is reported at (None: the function)
-    kind: str  # "shape", "unit", "dependence", "overlap", "sram"
+    kind: str  # "shape", "unit", "dependence", "overlap", "shard", "sram"
     message: str
 
 
@@ -27,6 +27,7 @@ def check_solution(problem: Problem, solution: Solution) -> list[Violation]:
         return violations  # the other checks index tiles and units by the solution's shape
     violations += _check_dependences(problem, solution)
     violations += _check_units(problem, solution)
+    violations += _check_shards(problem, solution)
     violations += _check_sram(problem, solution)
     return violations
 
@@ -100,6 +101,25 @@ def _check_units(problem: Problem, solution: Solution) -> list[Violation]:
                 ))
             if current[1] > latest[1]:
                 latest = current
+    return violations
+
+
+def _check_shards(problem: Problem, solution: Solution) -> list[Violation]:
+    """Each tile of a sharded op runs on the chip holding its slice of the weight."""
+    violations = []
+    for index, op in enumerate(problem.operations):
+        if not op.shards or op.pool is None:
+            continue
+        per_chip = len(problem.pools[op.pool].units) // len(op.shards)
+        for tile, unit in enumerate(solution.units[index]):
+            if unit // per_chip != tile // per_chip:
+                name = problem.pools[op.pool].units[unit]
+                violations.append(Violation(
+                    index, "shard",
+                    f"{_tile_name(problem, index, tile)}runs on unit {name}, not on chip {op.shards[tile // per_chip]} "
+                    "that holds its slice of the weight",
+                ))
+                break
     return violations
 
 

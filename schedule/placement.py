@@ -5,11 +5,21 @@ SRAM, so a model too large for one chip is split over several, in contiguous lay
 (a pipeline of chips), with activations crossing chip-to-chip links. `chips = "auto"`
 takes the fewest chips whose SRAM, minus the `activation_reserve` fraction kept for
 activations and the KV cache, holds the weights of their layers; the layers are then
-balanced so each chip holds about the same weight bytes. A single layer group larger than
-a chip's weight budget is an error: the scheduler does not split one layer's weights.
+balanced so each chip holds about the same weight bytes.
+
+One weight matrix larger than a chip's weight budget (the token embedding and classifier
+of a large vocabulary: 1 GB at Llama-3.1-8B) is split over chips of its own (tensor
+parallelism, as Groq splits such tables): `shard_layout` cuts it along its output axis
+(a matrix's rows, a table's columns) into one slice per chip, each the columns of
+`units_per_chip` consecutive stream tiles, so each chip's units compute the slice that
+chip holds. Its readers run on those chips' units; the rest of the model is split by
+layer groups as above. A layer group larger than a chip's budget without any single
+oversized matrix is still an error.
 """
 
 from __future__ import annotations
+
+import math
 
 
 class PlacementError(ValueError):
@@ -60,3 +70,34 @@ def _groups_within(layers, layer_bytes, limit) -> int:
             groups, used = groups + 1, 0
         used += layer_bytes[layer]
     return groups
+
+
+def shard_layout(weight_bytes: int, budget: int, length: int, units_per_chip: int) -> list[tuple[int, int]]:
+    """The output-axis range [lo, hi) each chip holds: the fewest chips whose slices (the
+    rows of `units_per_chip` stream tiles each, see `shard_ranges`) all fit in `budget`.
+
+    `length` is the output axis the stream tiles split (a matrix's rows, a table's
+    columns), over which the weight's `weight_bytes` are spread evenly."""
+    for chips in range(max(1, math.ceil(weight_bytes / budget)), length + 1):
+        ranges = shard_ranges(length, chips, units_per_chip)
+        if all(hi > lo and shard_bytes(weight_bytes, length, (lo, hi)) <= budget for lo, hi in ranges):
+            return ranges
+    raise PlacementError(f"a weight of {weight_bytes} bytes cannot be split into slices of at most {budget} bytes "
+                         f"along its {length} rows")
+
+
+def shard_ranges(length: int, chips: int, units_per_chip: int) -> list[tuple[int, int]]:
+    """[lo, hi) of each of `chips` slices: chip j holds the rows of stream tiles
+    j * units_per_chip .. (j + 1) * units_per_chip - 1 (the last slices may be shorter or empty)."""
+    per_chip = units_per_chip * shard_tile_length(length, chips * units_per_chip)
+    return [(min(length, j * per_chip), min(length, (j + 1) * per_chip)) for j in range(chips)]
+
+
+def shard_tile_length(length: int, tiles: int) -> int:
+    """The stream tile length of `length` split into at most `tiles` tiles (as build.py tiles)."""
+    return math.ceil(length / max(1, min(tiles, length)))
+
+
+def shard_bytes(weight_bytes: int, length: int, span: tuple[int, int]) -> int:
+    """Bytes of the slice `span` of a weight of `weight_bytes` over `length` rows."""
+    return math.ceil(weight_bytes * (span[1] - span[0]) / length)

@@ -29,6 +29,8 @@ class Operation:
     tile_axis: int | None = None  # iteration dimension the tiles split
     transfer: tuple[int, int, int] | None = None  # (producer op, its result, destination chip)
     streamed_bytes: float = 0.0  # bytes its tiles stream through the unit's ports (SRAM traffic)
+    shards: tuple[int, ...] = ()  # chips holding slices of its weight: tile t runs on shards[t // units per chip]
+    shard_slices: tuple[tuple[int, int, int, int], ...] = ()  # (chip, weight axis, first, end) of each slice
 
     @property
     def tiles(self) -> int:

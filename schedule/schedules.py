@@ -48,7 +48,8 @@ def schedule_function(func, machine: MachineModel, tile: int, max_tiles: int, ch
     With `chips = "auto"` (the machine's setting, chips=0) the model starts on the fewest
     chips that hold its weights; if the schedule then overflows SRAM (activations and the
     KV cache need room too), it is split over one more chip, until it fits or every layer
-    has a chip of its own.
+    has a chip of its own. A weight larger than one chip's budget gets chips of its own on
+    top of those (build.py, sharded ops); `chips` counts the layer groups only.
     """
     requested = chips or machine.chips  # None: auto
     count, previous = requested, None
@@ -59,10 +60,12 @@ def schedule_function(func, machine: MachineModel, tile: int, max_tiles: int, ch
         violations = check_solution(problem, solution)
         overflow = any(v.kind == "sram" for v in violations)
         layer_groups = problem.layer_count + 2  # with the prologue and the epilogue
+        # The chips of the layer groups (those holding slices of an oversized weight come on top).
+        groups = problem.chips - len({chip for op in problem.operations for chip in op.shards})
         # Chips recorded on the ops (a rescheduled module) fix the split: no retry then.
-        if not overflow or requested is not None or problem.chips >= layer_groups or problem.chips == previous:
+        if not overflow or requested is not None or groups >= layer_groups or groups == previous:
             break
-        previous, count = problem.chips, problem.chips + 1
+        previous, count = groups, groups + 1
     summary = summarize(problem, solution, lower_bound(problem, graph))
     return ScheduledFunction(func, problem, binding, solution, summary), violations
 

@@ -36,6 +36,8 @@ STORIES_PIPELINES = {
     "default-hardwired": "machine=hardwired lower=false",  # int_linear, ternary_linear, int_embedding
     "float-tsp": "ternarize=false machine=tsp lower=false",  # fused_qkv and linears in f32, stored f16
     "int8-hardwired": "policy=none keep=layers.0.* keep-as=int8 machine=hardwired lower=false",
+    # the token table (64 KiB in f16) is larger than one chip gives weights: split over two chips
+    "sharded-tsp": f"policy=none machine={Path(__file__).parent / 'Inputs/schedule/tsp-small-weight-budget.json'} lower=false",
 }
 
 
@@ -131,11 +133,12 @@ def test_rom_images_decode_to_exactly_the_weights_the_ops_compute_with(scheduled
         "float-tsp": {"harden.fused_qkv", "torch.aten.linear", "torch.aten.embedding"},
         "int8-hardwired": {"harden.int8_linear", "harden.ternary_linear"},
         "smollm2-hardwired": {"harden.ternary_linear"},
+        "sharded-tsp": {"harden.ternary_linear", "torch.aten.embedding", "torch.aten.linear"},
     }[name]
     assert expected_ops <= seen_ops
 
 
-@pytest.mark.parametrize("name", ["default-hardwired", "float-tsp", "smollm2-hardwired"])
+@pytest.mark.parametrize("name", ["default-hardwired", "float-tsp", "smollm2-hardwired", "sharded-tsp"])
 def test_memory_map_never_overlaps_buffers_live_at_the_same_time(scheduled, name):
     module_path, chip_dir = scheduled[name]
     chip = json.loads((chip_dir / "chip.json").read_text())
@@ -166,8 +169,36 @@ def test_memory_map_never_overlaps_buffers_live_at_the_same_time(scheduled, name
             assert chip_map["peak_bytes"] >= chip_map["schedule_peak_bytes"]
             assert chip_map["peak_bytes"] == max(r["offset"] + r["bytes"] for r in regions)
             kinds = {r["kind"] for r in regions}
-            assert "kv_cache" in kinds
+            assert "kv_cache" in kinds or chip_map["chip"] in _shard_chips(chip)
             assert ("weights" in kinds) == (chip["machine"]["weight_storage"] == "sram")
+
+
+def _shard_chips(chip: dict) -> set[int]:
+    """Chips holding only slices of a weight too large for one chip."""
+    return {s["chip"] for entry in chip["layers"] for s in entry.get("shards", [])}
+
+
+def test_a_table_larger_than_a_chip_is_described_slice_by_slice(scheduled):
+    """The tied token table of stories260k on a 60,000-byte weight budget: its two readers
+    name the same two slices (the classifier's rows), which cover it once; each chip's
+    memory map holds its slice's bytes and no other weights."""
+    _, chip_dir = scheduled["sharded-tsp"]
+    chip = json.loads((chip_dir / "chip.json").read_text())
+    entries = [e for e in chip["layers"] if "shards" in e]
+    assert sorted(e["op"] for e in entries) == ["aten.embedding", "aten.linear"]
+    assert entries[0]["shards"] == entries[1]["shards"]
+    shards = entries[0]["shards"]
+    assert [(s["axis"], s["start"], s["end"]) for s in shards] == [(0, 0, 256), (0, 256, 512)]
+    assert sum(s["bytes"] for s in shards) == entries[0]["rom_bytes"] == 512 * 64 * 2
+    assert chip["resources"]["chips"] == max(s["chip"] for s in shards) + 1
+    for chip_map in chip["memory_map"]["chips"]:
+        weights = [(r["name"], r["bytes"]) for r in chip_map["regions"] if r["kind"] == "weights"]
+        slices = [("tok_embeddings.weight", s["bytes"]) for s in shards if s["chip"] == chip_map["chip"]]
+        if chip_map["chip"] in _shard_chips(chip):
+            assert weights == slices
+        else:
+            assert "tok_embeddings.weight" not in dict(weights) and weights
+        assert chip_map["fits"]
 
 
 def test_projection_follows_the_schedule_and_the_cost_constants(scheduled):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 import llama_graphs
 import pytest
@@ -23,8 +24,9 @@ from harden.schedule.attributes import read_summary
 from harden.schedule.check import check_solution
 from harden.schedule.exact import ProblemTooLarge, exact_schedule
 from harden.schedule.machine import MachineError, load_machine, machine_from_dict, preset_names
-from harden.schedule.placement import PlacementError, balanced_partition, chips_needed
+from harden.schedule.placement import PlacementError, balanced_partition, chips_needed, shard_layout
 from harden.schedule.problem import Buffer, Dependence, Operation, Problem, Solution, UnitPool
+from harden.schedule.schedules import load_schedule
 from harden.schedule.report import load_module_schedules, schedule_summary_text, write_schedule_gantt, write_schedule_report
 from harden.schedule.solver import list_schedule
 from harden.schedule.tasks import lower_bound
@@ -183,6 +185,20 @@ def test_chip_placement_balances_contiguous_layer_groups():
         chips_needed(layers, 50)
 
 
+def test_a_weight_larger_than_the_budget_is_split_into_slices_that_fit():
+    # stories260k's f16 token table on a 60,000-byte budget: two chips of four tiles each
+    assert shard_layout(65536, 60000, 512, 4) == [(0, 256), (256, 512)]
+    assert shard_layout(100, 1000, 10, 4) == [(0, 10)]
+    # Llama-3.1-8B's f16 token table on tsp (75% of 220 MiB): 7 chips, contiguous, all within budget
+    budget = int(220 * 2**20 * 0.75)
+    ranges = shard_layout(128256 * 4096 * 2, budget, 128256, 4)
+    assert len(ranges) == 7 and ranges[0][0] == 0 and ranges[-1][1] == 128256
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all((hi - lo) * 4096 * 2 <= budget for lo, hi in ranges)
+    with pytest.raises(PlacementError, match="cannot be split into slices of at most 10 bytes along its 4 rows"):
+        shard_layout(100, 10, 4, 1)
+
+
 # -- Llama graphs -----------------------------------------------------------------------------
 
 
@@ -282,6 +298,49 @@ def test_scheduling_keeps_the_graph_and_is_idempotent(stories):
         assert list(op.operands) == operands
     once = module.operation.get_asm()
     _run(module, "harden-stream-schedule")
+    assert module.operation.get_asm() == once
+
+
+SMALL_BUDGET = Path(__file__).parent / "Inputs" / "schedule" / "tsp-small-weight-budget.json"
+
+
+def test_a_table_larger_than_a_chip_runs_on_chips_holding_its_slices(stories):
+    """stories260k's tied token table (64 KiB in f16) on a machine giving weights 60,000 bytes
+    per chip: the gather and the classifier run on two chips of their own, each tile on the
+    chip holding its slice; no chip holds more weights than its budget; rescheduling keeps
+    the split; the checker refuses a tile moved to the other chip."""
+    module = _clone(stories)
+    _run(module, f"harden-stream-schedule{{machine={SMALL_BUDGET}}},harden-verify-schedule")
+    machine = load_machine(str(SMALL_BUDGET))
+    budget = machine.sram_bytes * (1 - machine.activation_reserve)
+    for func in functions(module.operation):
+        sharded = {}
+        for op in body_ops(func):
+            attrs = op.operation.attributes
+            if "harden.shards" in attrs:
+                units = [ir.StringAttr(u).value for u in ir.ArrayAttr(attrs["harden.tile_units"])]
+                sharded[op.operation.name] = (list(ir.DenseI64ArrayAttr(attrs["harden.shards"])), units)
+        assert set(sharded) == {"torch.aten.embedding", "torch.aten.linear"}, func.attributes["sym_name"]
+        for name, (chips, units) in sharded.items():
+            assert len(chips) == 2
+            per_chip = len(units) // len(chips)
+            assert [u.split(".")[0] for u in units] == [f"c{chips[t // per_chip]}" for t in range(len(units))], (name, units)
+        scheduled, issues = load_schedule(func)
+        assert not issues
+        problem = scheduled.problem
+        assert read_summary(func)["chips"] == problem.chips == max(chips) + 1
+        assert all(size <= budget for size in problem.weight_bytes), problem.weight_bytes
+        assert sum(problem.weight_bytes[c] for c in chips) == 512 * 64 * 2  # the table, once
+        # A classifier tile moved to a unit of the other chip is refused.
+        index = next(i for i, op in enumerate(problem.operations) if op.shards and op.operator_class == "matmul")
+        units = scheduled.solution.units[index]
+        units[0], units[-1] = units[-1], units[0]
+        violations = [v for v in check_solution(problem, scheduled.solution) if v.kind == "shard"]
+        assert violations and f"not on chip {chips[0]} that holds its slice" in violations[0].message
+    _run(module, f"harden-stream-schedule{{machine={SMALL_BUDGET}}}")
+    once = module.operation.get_asm()
+    assert once.count("harden.shards = array<i64: ") == 4
+    _run(module, f"harden-stream-schedule{{machine={SMALL_BUDGET}}}")
     assert module.operation.get_asm() == once
 
 
