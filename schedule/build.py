@@ -9,7 +9,8 @@ Tiling. An op's iteration space is split along its *stream axis*, its outermost 
 longer than 1 (the tokens of a prefill, the features of a decode step, the heads of
 attention), into `ceil(elements / tile)` tiles, at most `max_tiles` and at most the axis
 length, rounded up to a multiple of the units that can run them; `tile = 0` keeps every
-op whole. A consumer tile depends on exactly the producer
+op whole. A view (a free op) streaming an axis as long as its producer's takes the
+producer's tiles. A consumer tile depends on exactly the producer
 tiles that wrote the box its access map reads, so a consumer starts on its producer's
 first tiles and consecutive layers overlap where the data allows.
 
@@ -397,7 +398,10 @@ class _Builder:
                 iterations.append(self.models[i].results[result].shape)
                 ir_ops.append(self.ir_ops[i])
 
-        tiling = [self._tiling(shape, self._units_of(op), bool(op.shards)) for shape, op in zip(iterations, operations)]
+        tiling = []
+        for k, (shape, op) in enumerate(zip(iterations, operations)):
+            tiling.append(self._view_tiling(order[k], shape, tiling, iterations, final_index) if op.pool is None else None)
+            tiling[-1] = tiling[-1] or self._tiling(shape, self._units_of(op), bool(op.shards))
         for k, op in enumerate(operations):
             op.tile_axis = tiling[k][0]
         self.boxes = [[self._tile_box(shape, t, i) for i in range(t[1])] for shape, t in zip(iterations, tiling)]
@@ -558,6 +562,23 @@ class _Builder:
             count = rounded if rounded <= min(self.max_tiles, length) else count
         tile_length = math.ceil(length / count)
         return axis, math.ceil(length / tile_length), tile_length
+
+    def _view_tiling(self, entry, shape, tiling, iterations, final_index) -> tuple[int | None, int, int] | None:
+        """A view (free op) takes its producer's tiling when both stream an axis of the same
+        length: a view takes no time, and tiles of its own that straddle its producer's
+        would only make consumers wait for more of the producer (a cast cut in 3 tiles
+        between a residual add's 4 and a norm's 4 delayed each norm of SmolLM2 by a tile)."""
+        if entry[0] != "op":
+            return None
+        producers = {r.producer for r in self.reads[entry[1]] if r.producer is not None}
+        if len(producers) != 1:
+            return None
+        producer = final_index[producers.pop()]
+        axis, count, length = tiling[producer]
+        mine = next((d for d, size in enumerate(shape) if size > 1), None)
+        if axis is None or mine is None or shape[mine] != iterations[producer][axis]:
+            return None
+        return mine, count, length
 
     @staticmethod
     def _tile_box(shape, tiling, t) -> tuple:
