@@ -26,6 +26,8 @@ The KV cache layout is the reference model's: [n_layers, 1, n_kv_heads, max_seq_
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
@@ -33,9 +35,10 @@ from torch import nn
 from transformers import LlamaConfig as HfLlamaConfig
 from transformers import AttentionInterface, LlamaForCausalLM
 from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.models.llama import modeling_llama
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-from harden.frontend.llama import LlamaConfig, write_cache
+from harden.frontend.llama import LlamaConfig, apply_rope, rope_rotation, write_cache
 from harden.frontend.weights import FrontendError
 
 
@@ -87,7 +90,11 @@ def hf_config_from_dict(raw: dict, where: str) -> HfLlamaConfig:
 class RotaryTable(nn.Module):
     """Hugging Face's rotary embedding as a table of its own outputs for positions
     0..length-1, looked up by position. IREE's CPU sin and cos lose about 3e-8 x |angle|
-    (docs/toolchain.md); the table holds exactly what transformers computes."""
+    (docs/toolchain.md); the table holds exactly what transformers computes.
+
+    It returns the reference model's rotation factors (`rope_rotation` of the tables' first
+    halves, which equal the second: HF repeats its frequencies), which the attention layers
+    apply with `apply_rope` instead of HF's `rotate_half` (see `reference_rope`)."""
 
     def __init__(self, rotary: LlamaRotaryEmbedding, length: int):
         super().__init__()
@@ -97,7 +104,32 @@ class RotaryTable(nn.Module):
         self.register_buffer("sin", sin[0])
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return F.embedding(position_ids, self.cos).to(x.dtype), F.embedding(position_ids, self.sin).to(x.dtype)
+        half = self.cos.shape[-1] // 2
+        cos = F.embedding(position_ids, self.cos[:, :half]).to(x.dtype)
+        sin = F.embedding(position_ids, self.sin[:, :half]).to(x.dtype)
+        c, s = rope_rotation(cos, sin, "half")  # [batch, seq, 2, head_dim / 2]
+        return c.unsqueeze(1), s.unsqueeze(1)  # against [batch, heads, seq, 2, head_dim / 2]
+
+
+def _apply_reference_rope(q, k, c, s, unsqueeze_dim=1):
+    """HF's `apply_rotary_pos_emb` for the factors `RotaryTable` returns: the same products
+    and sums as x * cos + rotate_half(x) * sin (x2 * -sin is exactly -x2 * sin, and each sum
+    has the same two terms), without rotate_half's negation and concatenation, so both
+    frontends give the passes, the scheduler and IREE the same RoPE ops."""
+    return apply_rope(q, (c, s), "half"), apply_rope(k, (c, s), "half")
+
+
+@contextmanager
+def reference_rope():
+    """Runs HF's Llama attention with `_apply_reference_rope` (the module-level name its
+    forward calls), only while a wrapped model runs: a plain `LlamaForCausalLM` elsewhere in
+    the process keeps transformers' own."""
+    original = modeling_llama.apply_rotary_pos_emb
+    modeling_llama.apply_rotary_pos_emb = _apply_reference_rope
+    try:
+        yield
+    finally:
+        modeling_llama.apply_rotary_pos_emb = original
 
 
 def computed_buffers(config: HfLlamaConfig, length: int) -> dict[str, torch.Tensor]:
@@ -201,13 +233,14 @@ class HfLlama(nn.Module):
 
     def _run(self, tokens, positions, k_cache, v_cache, allowed):
         cache = ExplicitKVCache(k_cache, v_cache, positions)
-        out = self.hf(
-            input_ids=tokens,
-            attention_mask=_additive_mask(allowed),
-            position_ids=positions[None],
-            past_key_values=cache,
-            use_cache=True,
-        )
+        with reference_rope():
+            out = self.hf(
+                input_ids=tokens,
+                attention_mask=_additive_mask(allowed),
+                position_ids=positions[None],
+                past_key_values=cache,
+                use_cache=True,
+            )
         return (out.logits, *cache.stacked())
 
     def prefill(self, tokens: torch.Tensor, max_seq_len: int | None = None):

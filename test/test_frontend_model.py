@@ -9,7 +9,7 @@ from frontend_helpers import LLAMA3_ROPE, load_hf_llama, one_torch_thread, save_
 
 from harden.frontend.hf import HfCheckpoint
 from harden.frontend.hf_llama import HfLlama
-from harden.frontend.llama import Llama, LlamaConfig, greedy_generate, rope_inverse_frequencies
+from harden.frontend.llama import DecodeProgram, Llama, LlamaConfig, greedy_generate, rope_inverse_frequencies
 from harden.frontend.random_init import SHAPES, RandomInit, RandomWeights
 from harden.frontend.weights import build_reference_model
 
@@ -52,6 +52,35 @@ def test_hf_wrapper_prefill_and_decode_match_reference(hf_checkpoint):
             expected = reference.decode(token.view(1, 1), pos, expected[1], expected[2])
             for g, e in zip(got, expected):
                 assert max_diff(g, e) <= 1e-5
+
+
+def test_hf_wrapper_rotates_as_transformers_does_bit_for_bit_without_a_concatenation(hf_checkpoint):
+    """The wrapped model's RoPE (the reference's factors, no rotate_half) gives exactly
+    transformers' q and k; transformers' own function is back in place afterwards; the
+    exported decode step has no concatenation, and one negation for all layers (both
+    frontends give the passes the same RoPE ops)."""
+    from transformers.models.llama import modeling_llama
+
+    from harden.frontend.hf_llama import RotaryTable, reference_rope
+
+    model = load_hf_llama(hf_checkpoint)
+    own = modeling_llama.apply_rotary_pos_emb
+    positions = torch.tensor([[0, 3, 7, 30]])
+    q, k = torch.randn(1, 4, 4, model.config.head_dim), torch.randn(1, 2, 4, model.config.head_dim)
+    with torch.no_grad():
+        expected = own(q, k, *model.model.rotary_emb(q, positions))
+        table = RotaryTable(model.model.rotary_emb, 32)
+        with reference_rope():
+            got = modeling_llama.apply_rotary_pos_emb(q, k, *table(q, positions))
+    assert modeling_llama.apply_rotary_pos_emb is own
+    assert all(torch.equal(g, e) for g, e in zip(got, expected))
+    hf = HfLlama(model, 32)
+    cache = hf.empty_cache()
+    with torch.no_grad():
+        program = torch.export.export(DecodeProgram(hf), (torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64), cache, cache.clone()))
+    targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    assert not [t for t in targets if t.startswith("aten.cat")]
+    assert len([t for t in targets if t.startswith("aten.neg")]) == 1  # -sin, once per step, not per layer
 
 
 def test_llama3_rope_scaling_matches_hugging_face(tmp_path):
