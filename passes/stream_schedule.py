@@ -27,10 +27,11 @@ class StreamSchedule(Pass):
     along its streamed dimension so consumers start on their producers' first tiles, and
     placed by list scheduling with critical-path priority (deterministic; `solver=exact`
     searches for an optimal schedule of graphs of up to 16 tiles). Live tensors are
-    tracked in SRAM; a model whose weights exceed one chip is split over chips (see
+    tracked in SRAM; a model whose weights exceed one chip is split over chips by layer
+    groups, and a weight larger than one chip over chips of its own (see
     schedule/placement.py). The result is written as attributes (`harden.start`,
     `harden.end`, `harden.unit`, per-tile `harden.tile_starts`/`harden.tile_units`,
-    `harden.layer`) and a per-function `harden.schedule` summary, and the ops are put in
+    `harden.layer`, `harden.chip`, `harden.shards`) and a per-function `harden.schedule` summary, and the ops are put in
     order of their start cycles (results unchanged: only attributes and order change).
     Refuses, with an error at the op, dynamic shapes and ops with regions; fails when the
     schedule overflows SRAM.
@@ -41,7 +42,7 @@ class StreamSchedule(Pass):
     machine: str = option("tsp", "machine model: a preset (tsp, hardwired) or a JSON file")
     tile: int = option(DEFAULT_TILE, "elements per stream tile along an op's streamed dimension; 0 keeps ops whole")
     max_tiles: int = option(DEFAULT_MAX_TILES, "most tiles one op is split into")
-    chips: int = option(0, "chips to split the model over; 0 takes the machine's setting")
+    chips: int = option(0, "chips to split the model's layer groups over (a weight larger than one chip gets chips of its own on top); 0 takes the machine's setting")
     solver: Literal["list", "exact"] = option("list", "list scheduling, or branch and bound for graphs of up to 16 tiles")
     functions: tuple[str, ...] = option((), "functions to schedule (default: all)")
     report: str = option("", "write the summary and per-op rows as JSON to this file")
