@@ -287,17 +287,24 @@ class _Builder:
         if not layer_bytes:
             return 1, {}
         budget = int(self.machine.sram_bytes * (1 - self.machine.activation_reserve))
-        oversized = {value: self._weight_bytes(value) for value in weights}
+        sizes = {value: self._weight_bytes(value) for value in weights}
+        oversized = [value for value, size in sizes.items() if size > budget]
+        sharded = {i for value in oversized for i in weights[value]}
+        # What else a sharded op reads (its scales, bias) is split with it, row by row.
+        companions = [value for value in weights if value not in oversized and sharded & set(weights[value])]
         for value, readers in weights.items():
-            if oversized[value] <= budget:
-                layer_bytes[self.layers[readers[0]]] += oversized.pop(value)
+            if value not in oversized and value not in companions:
+                layer_bytes[self.layers[readers[0]]] += sizes[value]
         try:
             chips = self.requested_chips or chips_needed(layer_bytes, budget)
             assignment = balanced_partition(layer_bytes, chips)
             # Fewer layer groups than chips asked for use fewer chips.
             count = max(assignment.values()) + 1
-            for value, size in oversized.items():  # chips of their own, after the layer groups
-                count += self._shard(value, weights[value], size, budget, first_chip=count)
+            for value in oversized:  # chips of their own, after the layer groups
+                count += self._shard(value, weights[value], sizes[value], budget, first_chip=count)
+            for value in companions:
+                chips = next(self.op_shards[i] for i in weights[value] if i in sharded)
+                self._shard(value, weights[value], sizes[value], None, chips)
         except PlacementError as e:
             raise ScheduleError(self.func, f"cannot place the model on '{self.machine.name}': {e}") from None
         return count, assignment

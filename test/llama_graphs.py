@@ -26,12 +26,14 @@ from harden.pipelines.pass_manager import run_steps
 from harden.pipelines.pipeline_text import steps_from_text
 
 
-def stories260k(seq_len: int = 32, max_seq_len: int = 256) -> ir.Module:
-    """stories260k imported, fused and ternarized by harden's own passes."""
+def stories260k(seq_len: int = 32, max_seq_len: int = 256, ternarize: str = "") -> ir.Module:
+    """stories260k imported, fused and ternarized by harden's own passes (`ternarize`: the
+    options of harden-ternarize)."""
     module = import_model(open_model("stories260k"), seq_len=seq_len, max_seq_len=max_seq_len,
                           external_weights=False).module
     sink = DiagnosticSink()
-    if not run_steps(module.operation, steps_from_text("builtin.module(harden-fuse-qkv,harden-ternarize)"), sink):
+    steps = f"builtin.module(harden-fuse-qkv,harden-ternarize{{{ternarize}}})" if ternarize else "builtin.module(harden-fuse-qkv,harden-ternarize)"
+    if not run_steps(module.operation, steps_from_text(steps), sink):
         raise AssertionError("hardening stories260k failed: " + "; ".join(d.format() for d in sink.items))
     return module
 

@@ -26,7 +26,7 @@ from harden.schedule.exact import ProblemTooLarge, exact_schedule
 from harden.schedule.machine import MachineError, load_machine, machine_from_dict, preset_names
 from harden.schedule.placement import PlacementError, balanced_partition, chips_needed, shard_layout
 from harden.schedule.problem import Buffer, Dependence, Operation, Problem, Solution, UnitPool
-from harden.schedule.schedules import load_schedule
+from harden.schedule.schedules import DEFAULT_MAX_TILES, DEFAULT_TILE, load_schedule, schedule_function
 from harden.schedule.report import load_module_schedules, schedule_summary_text, write_schedule_gantt, write_schedule_report
 from harden.schedule.solver import list_schedule
 from harden.schedule.tasks import lower_bound
@@ -342,6 +342,36 @@ def test_a_table_larger_than_a_chip_runs_on_chips_holding_its_slices(stories):
     assert once.count("harden.shards = array<i64: ") == 4
     _run(module, f"harden-stream-schedule{{machine={SMALL_BUDGET}}}")
     assert module.operation.get_asm() == once
+
+
+def test_an_oversized_int8_classifier_is_split_with_its_scales(tmp_path):
+    """The tied table and classifier in int8 (32 KiB of codes, 1 KiB of f16 scales) on a
+    30,000-byte weight budget: the codes and the scales are split over the same chips,
+    slice by slice, for both readers, as the verifier (rebuilding the split from the
+    attributes) agrees."""
+    module = llama_graphs.stories260k(seq_len=8, max_seq_len=64, ternarize="keep=output keep-as=int8")
+    machine = json.loads(SMALL_BUDGET.read_text())
+    machine["activation_reserve"] = 0.925  # 30,000 of 400,000 bytes for weights
+    path = tmp_path / "budget.json"
+    path.write_text(json.dumps(machine))
+    fresh = _clone(module)
+    _run(module, f"harden-stream-schedule{{machine={path} functions=decode}},harden-verify-schedule")
+    decode = next(f for f in functions(module.operation) if f.attributes["sym_name"].value == "decode")
+    scheduled, issues = load_schedule(decode)
+    assert not issues
+    problem = scheduled.problem
+    # The split the scheduler chose (before any attribute) is the one the attributes give back.
+    with fresh.context:
+        first = next(f for f in functions(fresh.operation) if f.attributes["sym_name"].value == "decode")
+        chosen, _ = schedule_function(first, load_machine(str(path)), DEFAULT_TILE, DEFAULT_MAX_TILES)
+    assert chosen.problem.weight_bytes == problem.weight_bytes
+    readers = {op.name: op for op in problem.operations if op.name in ("harden.int_linear", "harden.int_embedding")}
+    classifier = readers["harden.int_linear"]
+    assert len(classifier.shards) >= 2 and readers["harden.int_embedding"].shards == classifier.shards
+    codes, scales = 512 * 64, 512 * 2
+    held = [problem.weight_bytes[c] for c in classifier.shards]
+    assert sum(held) == codes + scales and max(held) <= 30000
+    assert held == [-(-(codes * (hi - lo)) // 512) + -(-(scales * (hi - lo)) // 512) for _, _, lo, hi in classifier.shard_slices]
 
 
 def test_report_and_gantt(stories, tmp_path):
