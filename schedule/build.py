@@ -47,7 +47,15 @@ from harden.schedule.ops import (
     numel,
     tensor_info,
 )
-from harden.schedule.placement import PlacementError, balanced_partition, chips_needed, shard_bytes, shard_layout, shard_ranges, shard_tile_length
+from harden.schedule.placement import (
+    PlacementError,
+    balanced_partition,
+    chips_needed,
+    shard_bytes,
+    shard_layout,
+    shard_ranges,
+    shard_tile_length,
+)
 from harden.schedule.problem import Buffer, Dependence, Operation, Problem, UnitPool
 
 LAYER_ATTR = "harden.layer"
@@ -315,7 +323,8 @@ class _Builder:
         its readers run there, each chip holding the slice its units compute. The slices follow
         the reader that defines the weight's layout (a matmul's rows; a table only gathered
         from: its columns). Returns the chip count."""
-        layout = next((i for i in readers if self.models[i].operator_class in ("matmul", "ternary_matmul")), readers[0])
+        matrix = [i for i in readers if self.models[i].operator_class in ("matmul", "ternary_matmul")]
+        layout = (matrix or readers)[0]
         length = self.models[layout].iteration[-1]
         per_chip = self._units_per_chip(self._unit(self.models[layout]))
         if chips:
@@ -325,7 +334,7 @@ class _Builder:
             chips = tuple(range(first_chip, first_chip + len(ranges)))
         self.shard_weights[value] = [(chip, shard_bytes(size, length, r)) for chip, r in zip(chips, ranges)]
         # A matmul's output axis is its weight's rows; a gather's, its table's columns.
-        axis = 0 if self.models[layout].operator_class in ("matmul", "ternary_matmul") else 1
+        axis = 0 if matrix else 1
         for i in readers:
             self.op_shards[i] = chips
             self.op_slices[i] = tuple((chip, axis, lo, hi) for chip, (lo, hi) in zip(chips, ranges))
