@@ -10,9 +10,9 @@ balanced so each chip holds about the same weight bytes.
 One weight matrix larger than a chip's weight budget (the token embedding and classifier
 of a large vocabulary: 1 GB at Llama-3.1-8B) is split over chips of its own (tensor
 parallelism, as Groq splits such tables): `shard_layout` cuts it along its output axis
-(a matrix's rows, a table's columns) into one slice per chip, each the columns of
-`units_per_chip` consecutive stream tiles, so each chip's units compute the slice that
-chip holds. Its readers run on those chips' units; the rest of the model is split by
+(a matrix's rows, a table's columns) into one slice per chip, each what
+`units_per_chip` consecutive stream tiles of its reader compute, so each chip's units
+compute with the slice that chip holds. Its readers run on those chips' units; the rest of the model is split by
 layer groups as above. A layer group larger than a chip's budget without any single
 oversized matrix is still an error.
 """
