@@ -199,3 +199,34 @@ def test_an_interrupted_export_keeps_the_previous_one(tmp_path):
         write_export(Export(Interrupted({"chip.json": b"{\"new\": 1}\n", "rom/a.bin": b"new", "rom/b.bin": b"new"}), {}), target)
     assert [p.name for p in tmp_path.iterdir()] == ["chip"]
     assert {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()} == {"chip.json": b"{}\n", "rom/a.bin": b"old"}
+
+
+@pytest.mark.parametrize("exception, code", [("Terminated", 143), ("KeyboardInterrupt", 130)])
+def test_a_signal_swallowed_by_a_weakref_callback_still_stops_the_command(exception, code, capsys):
+    """SIGTERM or SIGINT that lands in a weakref callback (importlib's, in a tool's first
+    seconds) raises where Python can only print it; run_command delivers it again, so the
+    command stops with its one line and exit code instead of finishing (CI saw
+    harden-export replace an export it had been told to abandon)."""
+    import weakref
+
+    from harden.tools.cli import Terminated, run_command
+
+    raised = {"Terminated": Terminated, "KeyboardInterrupt": KeyboardInterrupt}[exception]
+
+    def callback(_):
+        raise raised()
+
+    def body():
+        class Thing:
+            pass
+
+        thing = Thing()
+        kept = weakref.ref(thing, callback)  # the callback runs only while its reference lives
+        del thing  # the callback raises: an unraisable exception
+        time.sleep(5)  # the signal delivered again interrupts this
+        return 0 if kept() is None else 1
+
+    began = time.monotonic()
+    assert run_command("tool", body) == code
+    assert time.monotonic() - began < 4
+    assert capsys.readouterr().err == f"tool: {'terminated' if code == 143 else 'interrupted'}\n"

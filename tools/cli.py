@@ -39,11 +39,25 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _redeliver(hook_args, fallback) -> None:
+    """sys.unraisablehook while a command runs: a signal's exception raised where Python
+    can only print it (a weakref callback during an import, when SIGTERM or SIGINT arrives
+    in the first seconds) is delivered again, so it stops the work instead of vanishing."""
+    signum = {Terminated: signal.SIGTERM, KeyboardInterrupt: signal.SIGINT}.get(type(hook_args.exc_value))
+    if signum is None:
+        fallback(hook_args)
+    else:  # from another thread, a moment later: raised in this hook it would vanish again
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+
+
 def run_command(tool: str, body) -> int:
     """Runs `body()`; a CommandError becomes one line on stderr and its exit code. SIGINT and
     SIGTERM stop the work with one line and exit 130 or 143 (128 + the signal), after the
     atomic writes in progress have removed their temporary files."""
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    unraisable = sys.unraisablehook
+    if previous is not None:
+        sys.unraisablehook = lambda hook_args: _redeliver(hook_args, unraisable)
     try:
         return body() or 0
     except CommandError as e:
@@ -69,6 +83,7 @@ def run_command(tool: str, body) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+            sys.unraisablehook = unraisable
 
 
 def check_output_path(output: str | None, inputs: list[str]) -> None:
