@@ -37,6 +37,7 @@ from harden.core.weights import WeightStore
 from harden.schedule.attributes import is_scheduled
 from harden.schedule.machine import MachineError
 from harden.schedule.ops import ScheduleError, weight_name
+from harden.schedule.placement import shard_bytes
 from harden.schedule.schedules import ScheduledFunction, load_schedule
 from harden.schedule.summary import Summary
 
@@ -173,7 +174,7 @@ def _layers(chip_fn: ScheduledFunction, store: WeightStore, files: dict[str, byt
             entry[kind] = b.describe(names[kind])
         if op.shard_slices:  # a weight too large for one chip: the slice each chip holds
             entry["shards"] = [{"chip": chip, "axis": axis, "start": lo, "end": hi,
-                                "bytes": -(-_stored_bytes(entry) * (hi - lo) // image.shape[axis])}
+                                "bytes": shard_bytes(_stored_bytes(entry), image.shape[axis], (lo, hi))}
                                for chip, axis, lo, hi in op.shard_slices]
         entry.update(_op_slot(chip_fn, index))
         unit = kinds[problem.pools[op.pool].kind] if op.pool is not None else None

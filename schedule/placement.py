@@ -99,5 +99,6 @@ def shard_tile_length(length: int, tiles: int) -> int:
 
 
 def shard_bytes(weight_bytes: int, length: int, span: tuple[int, int]) -> int:
-    """Bytes of the slice `span` of a weight of `weight_bytes` over `length` rows."""
-    return math.ceil(weight_bytes * (span[1] - span[0]) / length)
+    """Bytes of the slice `span` of a weight of `weight_bytes` over `length` rows (rounded up,
+    in integers: exact at any size)."""
+    return -(-weight_bytes * (span[1] - span[0]) // length)
