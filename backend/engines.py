@@ -2,6 +2,7 @@
 
 Both keep the same contract as the imported module (see frontend/importer.py):
     prefill(tokens [1, S] int64) -> (logits [1, S, vocab], k_cache, v_cache)
+    prefill(tokens, last=i) -> (logits [1, 1, vocab] of position i, k_cache, v_cache)
     decode(token [1, 1] int64, pos [1] int64, k_cache, v_cache) -> (logits [1, 1, vocab], ...)
 The caches stay in the engine's own form (torch tensors, IREE device arrays) between
 calls; only logits come back as numpy.
@@ -34,7 +35,9 @@ class Engine(ABC):
     max_seq_len: int  # positions of the KV cache
 
     @abstractmethod
-    def prefill(self, tokens: np.ndarray) -> tuple[np.ndarray, EngineState]: ...
+    def prefill(self, tokens: np.ndarray, last: int | None = None) -> tuple[np.ndarray, EngineState]:
+        """Logits of every position, or with `last` those of position `last` only ([1, 1, vocab]:
+        the classifier runs on that row alone where the model allows it), and the caches."""
 
     @abstractmethod
     def decode(self, token: int, pos: int, state: EngineState) -> tuple[np.ndarray, EngineState]: ...
@@ -48,8 +51,9 @@ class TorchEngine(Engine):
         self.seq_len, self.max_seq_len, self.label = seq_len, max_seq_len, label
 
     @torch.no_grad()
-    def prefill(self, tokens):
-        logits, k, v = self.model.prefill(torch.from_numpy(np.asarray(tokens, np.int64)), self.max_seq_len)
+    def prefill(self, tokens, last=None):
+        position = None if last is None else torch.tensor([last], dtype=torch.int64)
+        logits, k, v = self.model.prefill(torch.from_numpy(np.asarray(tokens, np.int64)), self.max_seq_len, last=position)
         return logits.float().numpy(), EngineState(k, v)
 
     @torch.no_grad()
@@ -76,21 +80,28 @@ class IreeEngine(Engine):
     never written while the caches are held at B, so cutting them off loses nothing."""
 
     def __init__(self, module: IreeModule, seq_len: int, max_seq_len: int, label: str, decode_buckets: tuple[int, ...] = (),
-                 prefill_bucket: int | None = None):
+                 prefill_bucket: int | None = None, prefill_last: str | None = None):
         self.module = module
         self.seq_len, self.max_seq_len, self.label = seq_len, max_seq_len, label
         self.sizes = (*sorted(decode_buckets), max_seq_len)
         self.prefill_bucket = prefill_bucket
+        self.prefill_last = prefill_last  # modules imported before prefill_last slice prefill's logits
 
     @classmethod
     def of(cls, module: IreeModule, loaded, label: str) -> "IreeEngine":
         """The engine of a compiled `LoadedModule`, with its buckets."""
-        return cls(module, loaded.seq_len, loaded.max_seq_len, label, loaded.decode_buckets, loaded.prefill_bucket)
+        return cls(module, loaded.seq_len, loaded.max_seq_len, label, loaded.decode_buckets, loaded.prefill_bucket, loaded.prefill_last)
 
-    def prefill(self, tokens):
-        function, length = (f"{PREFILL_BUCKET_PREFIX}{self.prefill_bucket}", self.prefill_bucket) if self.prefill_bucket else ("prefill", self.max_seq_len)
-        logits, k, v = self.module.call_raw(function, np.asarray(tokens, np.int64))
-        return _host_copy(logits), EngineState(k, v, length)
+    def prefill(self, tokens, last=None):
+        length = self.prefill_bucket or self.max_seq_len
+        tokens = np.asarray(tokens, np.int64)
+        if last is not None and self.prefill_last:
+            logits, k, v = self.module.call_raw(self.prefill_last, tokens, np.array([last], np.int64))
+            return _host_copy(logits), EngineState(k, v, length)
+        function = f"{PREFILL_BUCKET_PREFIX}{self.prefill_bucket}" if self.prefill_bucket else "prefill"
+        logits, k, v = self.module.call_raw(function, tokens)
+        logits = _host_copy(logits)
+        return (logits if last is None else logits[:, last : last + 1]), EngineState(k, v, length)
 
     def decode(self, token, pos, state):
         size = next((s for s in self.sizes if pos < s), self.max_seq_len)

@@ -19,7 +19,7 @@ from harden.core.source import parse_module, read_source
 from harden.core.tensor_types import tensor_info
 from harden.core.weights import PARAMS_ATTR
 from harden.dialects.context import make_context
-from harden.frontend.importer import BUCKET_PREFIX, PREFILL_BUCKET_PREFIX
+from harden.frontend.importer import BUCKET_PREFIX, PREFILL_BUCKET_PREFIX, PREFILL_LAST
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance, load_provenance
 from harden.quant.precision import BITS_ATTR
 from harden.schedule.ops import dtype_bytes
@@ -44,6 +44,7 @@ class LoadedModule:
     max_seq_len: int  # KV-cache positions T of decode(token, pos, k_cache [L, 1, kv, T, hd], v_cache)
     decode_buckets: tuple[int, ...] = ()  # cache sizes B < T of the decode_<B> functions, ascending
     prefill_bucket: int | None = None  # B of prefill_<B> (caches of the smallest bucket), if there is one
+    prefill_last: str | None = None  # the function returning one position's logits (prefill_last[_<B>]), if any
     schedule_summary: dict[str, dict] = field(default_factory=dict)  # function -> harden.schedule
 
 
@@ -94,6 +95,7 @@ def load_module(path: str | Path) -> LoadedModule:
             if len(args) != 4 or args[2].shape[3] != int(size) or not int(size) < max_seq_len:
                 raise ModuleError(f"'{path}': function '{name}' is not decode over a cache of {size} positions below {max_seq_len}")
             buckets.append(int(size))
+    prefill_bucket = _prefill_bucket(path, inputs, signature, buckets)
     return LoadedModule(
         path,
         # With locations, IREE's diagnostics point into the file the user gave.
@@ -104,7 +106,8 @@ def load_module(path: str | Path) -> LoadedModule:
         seq_len=inputs["prefill"][0].shape[1],
         max_seq_len=max_seq_len,
         decode_buckets=tuple(sorted(buckets)),
-        prefill_bucket=_prefill_bucket(path, inputs, signature, buckets),
+        prefill_bucket=prefill_bucket,
+        prefill_last=_prefill_last(path, signature, prefill_bucket),
         schedule_summary=schedule_summary,
     )
 
@@ -140,6 +143,24 @@ def _prefill_bucket(path: Path, inputs: dict, signature: dict, buckets: list[int
     if size != min(buckets, default=None) or signature[name][0] != signature["prefill"][0]:
         raise ModuleError(f"'{path}': function '{name}' is not prefill into the smallest decode bucket")
     return size
+
+
+def _prefill_last(path: Path, signature: dict, prefill_bucket: int | None) -> str | None:
+    """The name of the `prefill_last` function the engine's prefill pairs with, checked: the
+    prefill's tokens and a position in, one row of logits and the same caches out."""
+    name = f"{PREFILL_LAST}_{prefill_bucket}" if prefill_bucket else PREFILL_LAST
+    if name not in signature:
+        return None
+    prefill_inputs, (logits, *caches) = signature[f"{PREFILL_BUCKET_PREFIX}{prefill_bucket}" if prefill_bucket else "prefill"]
+    inputs, results = signature[name]
+    ok = len(inputs) == 2 and inputs[0] == prefill_inputs[0] and len(results) == 3 and results[1:] == tuple(caches)
+    if ok:
+        with ir.Context():
+            position, all_rows, one_row = (tensor_info(ir.Type.parse(t)) for t in (inputs[1], logits, results[0]))
+        ok = None not in (position, all_rows, one_row) and position.shape == (1,) and one_row.shape == (1, 1, all_rows.shape[-1])
+    if not ok:
+        raise ModuleError(f"'{path}': function '{name}' is not prefill(tokens, last) -> (logits of one position, k_cache, v_cache)")
+    return name
 
 
 def _schedule_summary(module: ir.Operation) -> dict[str, dict]:

@@ -99,7 +99,7 @@ class EngineSubject(Subject):
     def run_round(self, prompt, decode_steps):
         with CpuMeter() as cpu:
             start = time.perf_counter()
-            _, state = self.engine.prefill(prompt)
+            _, state = self.engine.prefill(prompt, last=prompt.shape[1] - 1)  # as llama-bench: the last token's logits
             prefill_seconds = time.perf_counter() - start
             steps = []
             for pos in range(prompt.shape[1], prompt.shape[1] + decode_steps):

@@ -36,7 +36,7 @@ def sample_sequences(engine: Engine, count: int, length: int, seed: int, bos: in
     sequences = []
     for _ in range(count):
         tokens = [bos]
-        logits, state = engine.prefill(_padded(tokens, engine.seq_len))
+        logits, state = engine.prefill(_padded(tokens, engine.seq_len), last=0)
         next_logits = logits[0, 0]
         while len(tokens) < length:
             probs = np.exp(log_softmax(next_logits.astype(np.float64) / temperature))
@@ -63,14 +63,20 @@ def sample_tokens(model, count: int, length: int, generator: torch.Generator) ->
     return torch.cat(out, dim=1)
 
 
-def run_prompt(engine: Engine, tokens: list[int]) -> tuple[np.ndarray, EngineState]:
+def run_prompt(engine: Engine, tokens: list[int], every_position: bool = True) -> tuple[np.ndarray, EngineState]:
     """Logits [L, vocab] at every position of `tokens` and the cache after them: one prefill
-    of the first S tokens, then one decode step per further token."""
+    of the first S tokens, then one decode step per further token. Without
+    `every_position`, the prefill computes the logits of its last token only (generation
+    needs no others; rows before it are then missing from the result)."""
     if len(tokens) > engine.max_seq_len:
         raise ValueError(f"{len(tokens)} tokens do not fit the KV cache of {engine.max_seq_len} positions")
     head = tokens[: engine.seq_len]
-    logits, state = engine.prefill(_padded(head, engine.seq_len))
-    rows = [logits[0, : len(head)]]
+    if every_position:
+        logits, state = engine.prefill(_padded(head, engine.seq_len))
+        rows = [logits[0, : len(head)]]
+    else:
+        logits, state = engine.prefill(_padded(head, engine.seq_len), last=len(head) - 1)
+        rows = [logits[0]]
     for pos in range(len(head), len(tokens)):
         logits, state = engine.decode(tokens[pos], pos, state)
         rows.append(logits[0, :1])
@@ -92,7 +98,7 @@ class Generation:
 def greedy_generate(engine: Engine, prompt: list[int], steps: int, eos_ids: frozenset[int] = frozenset()) -> Generation:
     """Up to `steps` greedy tokens after `prompt` (prefill, then cached decode steps),
     stopping at a token of `eos_ids`."""
-    logits, state = run_prompt(engine, prompt)
+    logits, state = run_prompt(engine, prompt, every_position=False)
     token = int(logits[-1].argmax())
     generated, times = [], []
     while token not in eos_ids and len(generated) < steps:
@@ -134,12 +140,12 @@ def perplexity(logits: np.ndarray, sequences: list[list[int]]) -> float:
 
 def measure_speed(engine: Engine, rounds: int = 3, decode_steps: int = 16) -> dict[str, float]:
     """Warm prefill tokens/s (S / median prefill time) and decode tokens/s (1 / median step)."""
-    tokens = _padded([1], engine.seq_len)
-    engine.prefill(tokens)  # warm-up
+    tokens, last = _padded([1], engine.seq_len), engine.seq_len - 1  # the last token's logits, as llama-bench
+    engine.prefill(tokens, last)  # warm-up
     prefill_times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        _, state = engine.prefill(tokens)
+        _, state = engine.prefill(tokens, last)
         prefill_times.append(time.perf_counter() - start)
     steps = min(decode_steps, engine.max_seq_len - 1)
     decode_times = []

@@ -231,7 +231,7 @@ class HfLlama(nn.Module):
         length = self.max_seq_len if max_seq_len is None else max_seq_len
         return torch.zeros(self.n_layers, 1, self.n_kv_heads, length, self.head_dim)
 
-    def _run(self, tokens, positions, k_cache, v_cache, allowed):
+    def _run(self, tokens, positions, k_cache, v_cache, allowed, last=None):
         cache = ExplicitKVCache(k_cache, v_cache, positions)
         with reference_rope():
             out = self.hf(
@@ -240,15 +240,17 @@ class HfLlama(nn.Module):
                 position_ids=positions[None],
                 past_key_values=cache,
                 use_cache=True,
+                logits_to_keep=0 if last is None else last,  # a [1] tensor: hidden[:, last], as the reference
             )
         return (out.logits, *cache.stacked())
 
-    def prefill(self, tokens: torch.Tensor, max_seq_len: int | None = None):
-        """tokens [1, S] -> (logits [1, S, vocab], k_cache, v_cache), like `Llama.prefill`."""
+    def prefill(self, tokens: torch.Tensor, max_seq_len: int | None = None, last: torch.Tensor | None = None):
+        """tokens [1, S] -> (logits [1, S, vocab], k_cache, v_cache), like `Llama.prefill`
+        (with `last`, the logits of that position only)."""
         cache = self.empty_cache(max_seq_len)
         positions = torch.arange(tokens.shape[1])
         causal = positions[None, :] <= positions[:, None]  # the prompt's own keys only
-        return self._run(tokens, positions, cache, cache, causal)
+        return self._run(tokens, positions, cache, cache, causal, last)
 
     def decode(self, token, pos, k_cache, v_cache):
         """token [1, 1] at pos [1] -> (logits [1, 1, vocab], k_cache, v_cache), like `Llama.decode`."""

@@ -24,6 +24,8 @@ Function signatures (KV cache layout [n_layers, 1, n_kv_heads, T, head_dim], f32
     decode(token: [1, 1] si64, pos: [1] si64, k_cache, v_cache) -> (logits [1, 1, vocab], k_cache, v_cache)
     decode_<B>(token, pos, k_cache [.., B, ..], v_cache [.., B, ..]) -> (logits, k_cache, v_cache)
     prefill_<B>(tokens) -> (logits, k_cache [.., B, ..], v_cache [.., B, ..])   (B: the smallest bucket)
+    prefill_last(tokens: [1, S] si64, last: [1] si64) -> (logits [1, 1, vocab], k_cache, v_cache)
+    prefill_last_<B>(tokens, last) -> (logits [1, 1, vocab], k_cache [.., B, ..], v_cache [.., B, ..])
 
 The `decode_<B>` functions are decode over a cache of only B < T positions (decode
 buckets): a decode step writes and attends over every position of the cache it is given,
@@ -32,6 +34,14 @@ positions filled so far (within 2x), not for the capacity. By default they are 2
 1024, ... below T when T >= 1024 (a 2048-position cache costs as much at position 150 as a
 256-position import); `decode_buckets` chooses others, () none. `prefill_<B>` is prefill
 returning caches of the smallest bucket's size, so that a prompt does not write T positions.
+
+`prefill_last` (entry "prefill_last", one of the defaults) is prefill returning the logits
+of one position, `last`, instead of all S: what generation needs after a prompt padded to
+S tokens, and what llama.cpp computes for a prompt (`llama-bench -p` asks for the last
+token's logits only). The classifier is the largest matrix of a small model (SmolLM2's
+49152 x 576), so computing its S - 1 unused rows costs a fifth of a prompt's work. With
+decode buckets it is `prefill_last_<B>`, writing caches of the smallest bucket, as
+`prefill_<B>`; without, it writes T positions, as `prefill`.
 """
 
 from __future__ import annotations
@@ -51,16 +61,17 @@ from harden.core.weights import PARAMS_ATTR, WEIGHT_NAME, param_op
 from harden.dialects.context import make_context
 from harden.frontend.checkpoints import Source
 from harden.frontend.hf import HfCheckpoint
-from harden.frontend.llama import DecodeProgram, LlamaConfig, PrefillProgram
+from harden.frontend.llama import DecodeProgram, LlamaConfig, PrefillLastProgram, PrefillProgram
 from harden.frontend.llama2c import EMBEDDED_MODELS
 from harden.frontend.provenance import PROVENANCE_ATTR, Provenance
 from harden.frontend.tokenizer import TextTokenizer, check_vocabulary
 from harden.frontend.torch_models import build_frontend_model
 from harden.frontend.weights import FrontendError, WeightSource
 
-ENTRIES = ("prefill", "decode")
+ENTRIES = ("prefill", "decode", "prefill_last")
 BUCKET_PREFIX = "decode_"
 PREFILL_BUCKET_PREFIX = "prefill_"
+PREFILL_LAST = "prefill_last"  # and prefill_last_<B> with decode buckets
 SMALLEST_BUCKET = 256
 FRONTENDS = ("reference", "hf")
 DEFAULT_SEQ_LEN = 64
@@ -146,6 +157,8 @@ def default_decode_buckets(max_seq_len: int) -> tuple[int, ...]:
 def _example_inputs(entry: str, config: LlamaConfig, seq_len: int, max_seq_len: int):
     if entry == "prefill":
         return (torch.zeros(1, seq_len, dtype=torch.int64),)
+    if entry == PREFILL_LAST:
+        return (torch.zeros(1, seq_len, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
     shape = (config.n_layers, 1, config.n_kv_heads, max_seq_len, config.head_dim)
     # Two distinct tensors: torch.export merges an input passed twice into one argument.
     return (torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64), torch.zeros(shape), torch.zeros(shape))
@@ -222,16 +235,18 @@ def import_model(
     )
     hooks = _WeightHooks(weights, prefix, external_weights)
     importer = FxImporter(context=make_context(), hooks=hooks)
-    programs = {"prefill": PrefillProgram(model, max_seq_len), "decode": DecodeProgram(model)}
-    exports = [(entry, entry, max_seq_len) for entry in entries]
+    programs = {"prefill": PrefillProgram, "decode": lambda model, length: DecodeProgram(model), PREFILL_LAST: PrefillLastProgram}
+    # (function name, entry, cache positions)
+    exports = [(entry, entry, max_seq_len) for entry in entries if entry != PREFILL_LAST]
     exports += [(f"{BUCKET_PREFIX}{size}", "decode", size) for size in sorted(decode_buckets)]
-    if decode_buckets and "prefill" in entries:
-        smallest = min(decode_buckets)
-        programs[f"{PREFILL_BUCKET_PREFIX}{smallest}"] = PrefillProgram(model, smallest)
-        exports.append((f"{PREFILL_BUCKET_PREFIX}{smallest}", f"{PREFILL_BUCKET_PREFIX}{smallest}", smallest))
+    smallest = min(decode_buckets, default=None)
+    if smallest and "prefill" in entries:
+        exports.append((f"{PREFILL_BUCKET_PREFIX}{smallest}", "prefill", smallest))
+    if PREFILL_LAST in entries:
+        exports.append((f"{PREFILL_LAST}_{smallest}", PREFILL_LAST, smallest) if smallest else (PREFILL_LAST, PREFILL_LAST, max_seq_len))
     for name, entry, length in exports:
         with progress.stage(f"exporting and importing {name}"), torch.no_grad():
-            exported = torch.export.export(programs[entry], _example_inputs(entry.split("_")[0], config, seq_len, length))
+            exported = torch.export.export(programs[entry](model, length), _example_inputs(entry, config, seq_len, length))
             importer.import_program(_functional(exported), func_name=name)
 
     module = importer.module

@@ -314,7 +314,7 @@ class Llama(nn.Module):
         length = c.max_seq_len if max_seq_len is None else max_seq_len
         return torch.zeros(c.n_layers, batch, c.n_kv_heads, length, c.head_dim)
 
-    def _run(self, tokens, positions, k_cache, v_cache, allowed, keys_from_cache):
+    def _run(self, tokens, positions, k_cache, v_cache, allowed, keys_from_cache, last=None):
         cos, sin = F.embedding(positions, self.rope_cos), F.embedding(positions, self.rope_sin)
         x = self.tok_embeddings(tokens)
         if x.dtype != cos.dtype:  # a model cast to bf16 (benchmarks) rotates in its own dtype
@@ -325,14 +325,18 @@ class Llama(nn.Module):
             x, k, v = layer(x, rotation, positions, k_cache[i], v_cache[i], allowed, keys_from_cache)
             k_layers.append(k)
             v_layers.append(v)
+        if last is not None:  # only the rows whose logits are wanted go through the classifier
+            x = x[:, last]
         logits = F.linear(self.norm(x), self.classifier_weight())
         return logits, torch.stack(k_layers), torch.stack(v_layers)
 
-    def prefill(self, tokens: torch.Tensor, max_seq_len: int | None = None):
+    def prefill(self, tokens: torch.Tensor, max_seq_len: int | None = None, last: torch.Tensor | None = None):
         """tokens [1, S] (int64) at positions 0..S-1 -> (logits [1, S, vocab], k_cache, v_cache).
 
         The returned cache has `max_seq_len` positions (default config.max_seq_len), the
-        first S of them written.
+        first S of them written. With `last` ([1] int64), the logits are those of position
+        `last` only ([1, 1, vocab]): what generation needs after a (padded) prompt, without
+        the classifier's work for the other S - 1 positions.
         """
         seq = tokens.shape[1]
         positions = torch.arange(seq)
@@ -342,7 +346,7 @@ class Llama(nn.Module):
             cache = cache.to(self.tok_embeddings.weight.dtype)
         if seq > cache.shape[3]:
             raise ValueError(f"prompt of {seq} tokens does not fit a KV cache of {cache.shape[3]} positions")
-        return self._run(tokens, positions, cache, cache, causal, keys_from_cache=False)
+        return self._run(tokens, positions, cache, cache, causal, keys_from_cache=False, last=last)
 
     def decode(self, token: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor):
         """One step: token [1, 1] at position pos ([1], int64) attends to cache positions <= pos.
@@ -369,6 +373,13 @@ class PrefillProgram(nn.Module):
 
     def forward(self, tokens):
         return self.model.prefill(tokens, self.max_seq_len)
+
+
+class PrefillLastProgram(PrefillProgram):
+    """`model.prefill` returning only the logits of position `last`, for torch.export."""
+
+    def forward(self, tokens, last):
+        return self.model.prefill(tokens, self.max_seq_len, last=last)
 
 
 class DecodeProgram(nn.Module):

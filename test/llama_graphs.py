@@ -26,10 +26,15 @@ from harden.pipelines.pass_manager import run_steps
 from harden.pipelines.pipeline_text import steps_from_text
 
 
+# prefill and decode only: the scheduler's tests are about those shapes, not the buckets or
+# prefill_last (a prefill with a one-row classifier)
+ENTRIES = ("prefill", "decode")
+
+
 def stories260k(seq_len: int = 32, max_seq_len: int = 256, ternarize: str = "") -> ir.Module:
     """stories260k imported, fused and ternarized by harden's own passes (`ternarize`: the
     options of harden-ternarize)."""
-    module = import_model(open_model("stories260k"), seq_len=seq_len, max_seq_len=max_seq_len,
+    module = import_model(open_model("stories260k"), entries=ENTRIES, seq_len=seq_len, max_seq_len=max_seq_len,
                           external_weights=False).module
     sink = DiagnosticSink()
     steps = f"builtin.module(harden-fuse-qkv,harden-ternarize{{{ternarize}}})" if ternarize else "builtin.module(harden-fuse-qkv,harden-ternarize)"
@@ -40,8 +45,7 @@ def stories260k(seq_len: int = 32, max_seq_len: int = 256, ternarize: str = "") 
 
 def random_init(shape: str, seq_len: int, max_seq_len: int) -> ir.Module:
     """A named shape (`tinyllama-1.1b`) with `harden.param` weights, at the harden level."""
-    # prefill and decode only: the scheduler's tests are about those shapes, not the buckets
-    module = import_model(RandomInit(shape), seq_len=seq_len, max_seq_len=max_seq_len, decode_buckets=(),
+    module = import_model(RandomInit(shape), entries=ENTRIES, seq_len=seq_len, max_seq_len=max_seq_len, decode_buckets=(),
                           external_weights=True, params_file="unused.safetensors").module
     return harden_level(module)
 

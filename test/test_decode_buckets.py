@@ -47,7 +47,7 @@ def bucketed():
 
 def test_import_writes_one_decode_per_bucket(bucketed):
     names, _, _ = bucketed
-    assert names == ["prefill", "decode", "decode_32", "decode_64", "prefill_32"]
+    assert names == ["prefill", "decode", "decode_32", "decode_64", "prefill_32", "prefill_last_32"]
 
 
 def test_buckets_change_no_logit(bucketed):
@@ -77,7 +77,7 @@ def test_pipeline_hardens_every_bucket_and_generation_agrees(tmp_path):
     result = tool("harden-opt", "--harden-pipeline=policy=none machine=tsp report=rep.json", "m.mlir", "-o", "h.mlir")
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "rep.json").read_text())["layers"]
-    for function in ("prefill", "decode", "decode_32", "decode_64", "prefill_32"):  # 5 layers x (qkv, o, w1, w2, w3) each
+    for function in ("prefill", "decode", "decode_32", "decode_64", "prefill_32", "prefill_last_32"):  # 5 layers x (qkv, o, w1, w2, w3) each
         assert sum(row["function"] == function for row in rows) == 25
     # The hardened module against the same module without buckets: one decode per token either way.
     result = tool("harden-import", "--model", "stories260k", "--seq-len", "16", "--max-seq-len", "128", "--decode-buckets", "none", "-o", "one.mlir")

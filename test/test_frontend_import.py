@@ -55,7 +55,7 @@ def hf_dir(tmp_path_factory):
 
 def test_stories260k_has_prefill_and_decode_with_every_projection(stories_mlir):
     module = parse(stories_mlir)
-    assert [f.name.value for f in functions(module)] == ["prefill", "decode"]
+    assert [f.name.value for f in functions(module)] == ["prefill", "decode", "prefill_last"]
     expected = [f"layers.{i}.{p}.weight" for i in range(5) for p in PROJECTIONS] + ["tok_embeddings.weight"]
     for func in functions(module):
         # 5 layers x q/k/v/o/gate/up/down, then the classifier (tied to the embedding).

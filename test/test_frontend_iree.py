@@ -68,6 +68,21 @@ def test_prefill_matches_torch(compiled):
     assert_close(iree.call("prefill", tokens.numpy()), expected, "prefill")
 
 
+def test_prefill_last_is_one_row_of_prefill(compiled):
+    """prefill_last(tokens, i): the logits of position i only (llama-bench's prompt work), the
+    same caches; in PyTorch and IREE, at the first, a middle and the last position."""
+    iree, model, prov = compiled
+    tokens = torch.randint(0, prov.config.vocab_size, (1, SEQ_LEN), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        logits, k_cache, v_cache = model.prefill(tokens, MAX_SEQ_LEN)
+        for last in (0, 5, SEQ_LEN - 1):
+            position = torch.tensor([last])
+            expected = (logits[:, last : last + 1], k_cache, v_cache)
+            torch_last = model.prefill(tokens, MAX_SEQ_LEN, last=position)
+            assert_close([t.numpy() for t in torch_last], expected, f"torch prefill at {last}")  # a 1-row GEMM rounds apart
+            assert_close(iree.call("prefill_last", tokens.numpy(), position.numpy()), expected, f"prefill_last at {last}")
+
+
 def test_decode_steps_match_torch(compiled):
     """Each side decodes from its own caches, greedily, for 16 steps after a prompt."""
     iree, model, prov = compiled

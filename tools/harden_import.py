@@ -43,7 +43,7 @@ def make_parser() -> ArgumentParser:
     parser.add_argument("--tokenizer", metavar="PATH", help="the model's tokenizer: a llama2.c tokenizer.bin (or a GGUF file or Hugging Face directory to use instead of the model's own)")
     parser.add_argument("--seed", type=int, help="seed of random-init weights (default 0)")
     parser.add_argument("--frontend", choices=FRONTENDS, help="modeling code to export (default: hf for Hugging Face directories, else reference)")
-    parser.add_argument("--entry", default=",".join(ENTRIES), help="functions to emit, comma-separated (default prefill,decode)")
+    parser.add_argument("--entry", default=",".join(ENTRIES), help="functions to emit, comma-separated, among prefill, decode and prefill_last (the last position's logits only; default: all three)")
     parser.add_argument("--seq-len", type=int, metavar="S", help=f"prefill length (default {DEFAULT_SEQ_LEN}, at most --max-seq-len)")
     parser.add_argument("--max-seq-len", type=int, metavar="N", help=f"KV-cache positions (default min(model context, {DEFAULT_MAX_SEQ_LEN}))")
     parser.add_argument(
