@@ -79,7 +79,7 @@ class StreamSchedule(Pass):
                 continue
             try:
                 scheduled, violations = schedule_function(
-                    func, machine, self.tile, self.max_tiles, self.chips, self.solver
+                    func, machine, self.tile, self.max_tiles, self.chips, self.solver, bound=False
                 )
             except ScheduleError as e:
                 raise ctx.fail(e.op, e.message) from None

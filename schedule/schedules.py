@@ -39,8 +39,11 @@ class ScheduledFunction:
 
 
 def schedule_function(func, machine: MachineModel, tile: int, max_tiles: int, chips: int = 0,
-                      solver: str = "list") -> tuple[ScheduledFunction, list[Violation]]:
+                      solver: str = "list", bound: bool = True) -> tuple[ScheduledFunction, list[Violation]]:
     """Builds and solves `func`'s problem; returns it with the violations of the solution.
+
+    With `bound` False the summary has no lower bound yet: record() computes it on the
+    reordered function (seconds per function at 8B, so not twice).
 
     `solver` is "list" (list scheduling, any size) or "exact" (branch and bound, small
     problems only; raises ProblemTooLarge beyond MAX_EXACT_TASKS tiles).
@@ -66,7 +69,7 @@ def schedule_function(func, machine: MachineModel, tile: int, max_tiles: int, ch
         if not overflow or requested is not None or groups >= layer_groups or groups == previous:
             break
         previous, count = groups, groups + 1
-    summary = summarize(problem, solution, lower_bound(problem, graph))
+    summary = summarize(problem, solution, lower_bound(problem, graph) if bound else None, with_bounds=bound)
     return ScheduledFunction(func, problem, binding, solution, summary), violations
 
 
