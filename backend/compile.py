@@ -26,6 +26,11 @@ IREE_CPU_FLAGS = (
     "--iree-hal-target-device=local",
     "--iree-hal-local-target-device-backends=llvm-cpu",
     "--iree-llvmcpu-target-cpu=host",
+    # Data tiling (operands packed into the CPU's register tiles) with IREE's mmt4d ukernels:
+    # a 128-token prompt's f32 matmuls 1.4x faster on Zen 1 (SmolLM2 prefill 786 -> 566 ms),
+    # decode unchanged (its linears are C kernels or matvecs). Not IREE's default here.
+    "--iree-opt-data-tiling=true",
+    "--iree-llvmcpu-enable-ukernels=all",
 )
 
 

@@ -5,7 +5,7 @@
 The module (any level harden-opt or harden-import writes) is lowered and compiled as
 harden-run compiles it, then `iree-benchmark-module` runs the decode function `--repeat`
 times on a cache filled up to `--pos` (zeros: the work does not depend on the values;
-a prefill function, whose one argument is the prompt, runs on a prompt of ones) with
+a prefill function runs on a prompt of ones, `prefill_last` with the last position's logits) with
 `--device_profiling_mode=host-execution`, and `iree-profile statistics` reads the
 capture. Printed and written to MODULE.profile.json: dispatches per step, the time of
 each dispatch class (by what IREE named the executable: matmul, batch_matmul, generic
@@ -51,9 +51,11 @@ def profile(path: Path, function: str, pos: int, repeat: int, iree_flags: tuple[
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "m.vmfb").write_bytes(compile_vmfb(loaded.lowered_text, iree_flags))
-        if len(arguments) == 1:  # a prefill: its prompt of token ids (ones: the work does not depend on them)
-            np.save(tmp / "tokens.npy", np.ones(_shape(arguments[0]), np.int64))
-            inputs = ["tokens.npy"]
+        if len(arguments) <= 2:  # a prefill: its prompt of token ids (ones: the work does not depend on them)
+            shape = _shape(arguments[0])
+            np.save(tmp / "tokens.npy", np.ones(shape, np.int64))
+            np.save(tmp / "last.npy", np.array([shape[1] - 1], np.int64))  # prefill_last's position
+            inputs = ["tokens.npy", "last.npy"][: len(arguments)]
         else:
             np.save(tmp / "token.npy", np.ones((1, 1), np.int64))
             np.save(tmp / "pos.npy", np.array([pos], np.int64))
