@@ -73,11 +73,12 @@ def load_module(path: str | Path) -> LoadedModule:
     _check_cache_fits_memory(path, module)
     if _needs_lowering(module):
         lower_module_for_iree(module)
-    signature, inputs = {}, {}
+    signature, inputs, outputs = {}, {}, {}
     for func in functions(module):
         ftype = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
         signature[func.sym_name.value] = (tuple(map(str, ftype.inputs)), tuple(map(str, ftype.results)))
         inputs[func.sym_name.value] = [tensor_info(t) for t in ftype.inputs]
+        outputs[func.sym_name.value] = [tensor_info(t) for t in ftype.results]
     missing = [name for name in ENTRY_POINTS if name not in signature]
     if missing:
         raise ModuleError(f"'{path}' has no function '{missing[0]}' (harden-import writes prefill and decode)")
@@ -107,7 +108,7 @@ def load_module(path: str | Path) -> LoadedModule:
         max_seq_len=max_seq_len,
         decode_buckets=tuple(sorted(buckets)),
         prefill_bucket=prefill_bucket,
-        prefill_last=_prefill_last(path, signature, prefill_bucket),
+        prefill_last=_prefill_last(path, signature, inputs, outputs, prefill_bucket),
         schedule_summary=schedule_summary,
     )
 
@@ -145,19 +146,18 @@ def _prefill_bucket(path: Path, inputs: dict, signature: dict, buckets: list[int
     return size
 
 
-def _prefill_last(path: Path, signature: dict, prefill_bucket: int | None) -> str | None:
+def _prefill_last(path: Path, signature: dict, inputs: dict, outputs: dict, prefill_bucket: int | None) -> str | None:
     """The name of the `prefill_last` function the engine's prefill pairs with, checked: the
     prefill's tokens and a position in, one row of logits and the same caches out."""
     name = f"{PREFILL_LAST}_{prefill_bucket}" if prefill_bucket else PREFILL_LAST
     if name not in signature:
         return None
-    prefill_inputs, (logits, *caches) = signature[f"{PREFILL_BUCKET_PREFIX}{prefill_bucket}" if prefill_bucket else "prefill"]
-    inputs, results = signature[name]
-    ok = len(inputs) == 2 and inputs[0] == prefill_inputs[0] and len(results) == 3 and results[1:] == tuple(caches)
+    prefill = f"{PREFILL_BUCKET_PREFIX}{prefill_bucket}" if prefill_bucket else "prefill"
+    (args, results), (prefill_args, prefill_results) = signature[name], signature[prefill]
+    ok = len(args) == 2 and args[0] == prefill_args[0] and len(results) == 3 and results[1:] == prefill_results[1:]
     if ok:
-        with ir.Context():
-            position, all_rows, one_row = (tensor_info(ir.Type.parse(t)) for t in (inputs[1], logits, results[0]))
-        ok = None not in (position, all_rows, one_row) and position.shape == (1,) and one_row.shape == (1, 1, all_rows.shape[-1])
+        position, one_row, all_rows = inputs[name][1], outputs[name][0], outputs[prefill][0]
+        ok = None not in (position, one_row, all_rows) and position.shape == (1,) and one_row.shape == (1, 1, all_rows.shape[-1])
     if not ok:
         raise ModuleError(f"'{path}': function '{name}' is not prefill(tokens, last) -> (logits of one position, k_cache, v_cache)")
     return name

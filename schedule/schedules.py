@@ -69,7 +69,7 @@ def schedule_function(func, machine: MachineModel, tile: int, max_tiles: int, ch
         if not overflow or requested is not None or groups >= layer_groups or groups == previous:
             break
         previous, count = groups, groups + 1
-    summary = summarize(problem, solution, lower_bound(problem, graph) if bound else None, with_bounds=bound)
+    summary = summarize(problem, solution, lower_bound(problem, graph) if bound else None)
     return ScheduledFunction(func, problem, binding, solution, summary), violations
 
 
@@ -96,7 +96,7 @@ def load_schedule(func, machine: str | None = None, tile: int | None = None, max
     solution, issues = attributes.read_solution(binding, problem)
     if issues:
         return None, issues
-    summary = summarize(problem, solution)
+    summary = summarize(problem, solution, lower_bound(problem))
     return ScheduledFunction(func, problem, binding, solution, summary), []
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from harden.schedule.memory import sram_peaks
 from harden.schedule.problem import Problem, Solution
-from harden.schedule.tasks import Bounds, lower_bound
+from harden.schedule.tasks import Bounds
 
 
 @dataclass
@@ -31,19 +31,17 @@ class Summary:
         return self.makespan_cycles / self.lower_bound_cycles if self.lower_bound_cycles else 1.0
 
 
-def summarize(problem: Problem, solution: Solution, bounds: Bounds | None = None, with_bounds: bool = True) -> Summary:
+def summarize(problem: Problem, solution: Solution, bounds: Bounds | None) -> Summary:
     """Makespan, lower bound, per-unit utilization, SRAM peak and tokens/s at the clock.
 
-    `bounds` are computed when not given, unless `with_bounds` is False (then None: a
-    schedule about to be recorded gets them from record(), on the function it reorders).
+    `bounds` may be None: a schedule about to be recorded gets them from record(), on the
+    function it reorders.
 
     `tokens_per_s` is one sequence's rate (tokens of one run / its makespan);
     `pipelined_tokens_per_s` is the rate with independent sequences in flight, bound by the
     busiest unit (what a layer-pipelined hardwired chip is built for).
     """
     makespan = solution.makespan(problem)
-    if bounds is None and with_bounds:
-        bounds = lower_bound(problem)
     busy: dict[str, int] = {}
     for pool in problem.pools:
         for name in pool.units:
