@@ -57,8 +57,9 @@ demo-tiny: $(STAMP) $(KERNEL_OBJECT)
 	    --schedule-report out/schedule.json --schedule-gantt out/schedule.png -o out/stories260k.hardened.mlir
 	$(BIN)/harden-run out/stories260k.hardened.mlir --samples 4 --json out/demo-tiny.json
 
+# Two pytest-xdist workers, one test file at a time each (a file's module fixtures run once).
 test: $(STAMP) $(KERNEL_OBJECT)
-	$(BIN)/python -m pytest -q test
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile test
 
 # The fuzz suite of `make test` (test/test_fuzz.py) with hypothesis's random, longer profile
 # (1000 examples per property instead of 25 derandomized ones; about an hour on 2 cores).

@@ -80,7 +80,8 @@ def test_pipeline_hardens_every_bucket_and_generation_agrees(tmp_path):
     for function in ("prefill", "decode", "decode_32", "decode_64", "prefill_32", "prefill_last_32"):  # 5 layers x (qkv, o, w1, w2, w3) each
         assert sum(row["function"] == function for row in rows) == 25
     # The hardened module against the same module without buckets: one decode per token either way.
-    result = tool("harden-import", "--model", "stories260k", "--seq-len", "16", "--max-seq-len", "128", "--decode-buckets", "none", "-o", "one.mlir")
+    result = tool("harden-import", "--model", "stories260k", "--seq-len", "16", "--max-seq-len", "128", "--decode-buckets", "none",
+                  "--entry", "prefill,decode", "-o", "one.mlir")
     assert result.returncode == 0, result.stderr
     assert tool("harden-opt", "--harden-pipeline=policy=none machine=tsp", "one.mlir", "-o", "h1.mlir").returncode == 0
     ids = ",".join(map(str, PROMPT[:30]))

@@ -201,8 +201,16 @@ def test_an_interrupted_export_keeps_the_previous_one(tmp_path):
     assert {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()} == {"chip.json": b"{}\n", "rom/a.bin": b"old"}
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as in a tool started from a terminal (a pytest-xdist worker ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("exception, code", [("Terminated", 143), ("KeyboardInterrupt", 130)])
-def test_a_signal_swallowed_by_a_weakref_callback_still_stops_the_command(exception, code, capsys):
+def test_a_signal_swallowed_by_a_weakref_callback_still_stops_the_command(exception, code, capsys, python_sigint):
     """SIGTERM or SIGINT that lands in a weakref callback (importlib's, in a tool's first
     seconds) raises where Python can only print it; run_command delivers it again, so the
     command stops with its one line and exit code instead of finishing (CI saw

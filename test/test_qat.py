@@ -41,7 +41,7 @@ def test_distillation_loss_falls_and_weights_are_exactly_ternary(trained):
 
 def test_checkpoint_hardens_losslessly_and_runs(trained):
     d = trained
-    assert tool("harden-import", "--model", d / "ckpt", "--seq-len", "16", "--max-seq-len", "32", "-o", d / "q.mlir").returncode == 0
+    assert tool("harden-import", "--model", d / "ckpt", "--seq-len", "16", "--max-seq-len", "32", "--entry", "prefill,decode", "-o", d / "q.mlir").returncode == 0
     result = tool("harden-opt", "--harden-pipeline=policy=none report=" + str(d / "report.json"), d / "q.mlir", "-o", d / "qh.mlir")
     assert result.returncode == 0, result.stderr
     report = json.loads((d / "report.json").read_text())
@@ -98,7 +98,7 @@ def test_recovery_from_gptq_improves_and_hardens_losslessly(tmp_path, train):
             assert torch.equal(torch.sign(m.weight), torch.sign(one[name].weight)) and not torch.equal(m.weight, one[name].weight)
     if train == "all":  # the same checkpoint writer and grid check as scales; the pipeline once is enough
         return
-    assert tool("harden-import", "--model", d / "ckpt", "--seq-len", "16", "--max-seq-len", "32", "-o", d / "q.mlir").returncode == 0
+    assert tool("harden-import", "--model", d / "ckpt", "--seq-len", "16", "--max-seq-len", "32", "--entry", "prefill,decode", "-o", d / "q.mlir").returncode == 0
     result = tool("harden-opt", "--harden-pipeline=policy=none scale=group group-size=16 report=" + str(d / "report.json"), d / "q.mlir", "-o", d / "qh.mlir")
     assert result.returncode == 0, result.stderr
     assert all(layer["exact"] for layer in json.loads((d / "report.json").read_text())["layers"])
