@@ -49,6 +49,7 @@ from bench.bandwidth import BandwidthProbe
 from bench.pareto import cpu_model
 from bench.report import CONTENDED, Round, ShapeReport, format_table
 from bench.subjects import CORES, LlamaCppSubject, Subject, iree_subject, torch_subjects
+from harden.backend.compile import IREE_CPU_FLAGS
 from harden.frontend.checkpoints import PACKAGED_MODELS
 from harden.frontend.llama2c import EMBEDDED_MODELS
 from harden.frontend.random_init import SHAPES
@@ -279,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "kv_cache_positions": args.max_seq_len or "harden-import's default (the model's context up to 2048), per shape",
             "decode_steps_per_round": args.decode_steps,
             "rounds": args.rounds,
+            "iree_compile_flags": list(IREE_CPU_FLAGS),  # harden's own, before the extra ones
             "extra_iree_compile_flags": args.iree_flag,
             "extra_iree_runtime_flags": args.iree_runtime_flag,
             "bandwidth_probe": f"fastest of 3 reads of {probe.nbytes / 2**30:.0f} GiB by a {CORES}-thread torch f32 gemv "
